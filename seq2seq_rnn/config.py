@@ -1,0 +1,329 @@
+"""Recipes: YAML → frozen, validated configuration objects.
+
+Every default lives on a field below and nowhere else. Validation is strict:
+an unknown key, a wrong type or an unknown component is a :class:`ConfigError`
+that names the dotted path, the value and the valid choices, raised before any
+work starts. This module imports neither torch nor any optional framework.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
+
+import pydantic
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from seq2seq_rnn.components import ATTENTIONS, CELLS
+from seq2seq_rnn.errors import ConfigError
+from seq2seq_rnn.registry import did_you_mean
+
+
+class Section(BaseModel):
+    """Base of every recipe section: unknown keys and type coercion are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+def probability(default: float) -> Any:
+    return Field(default=default, ge=0.0, lt=1.0)
+
+
+# --------------------------------------------------------------------- data
+class SplitConfig(Section):
+    """One split of a corpus. ``source``/``target`` for parallel text files,
+    ``path`` for TSV/JSONL files, ``split`` for a hub dataset."""
+
+    source: str | None = None
+    target: str | None = None
+    path: str | None = None
+    split: str | None = None
+    limit: int | None = Field(default=None, ge=1, description="keep the first N pairs")
+
+
+class DataConfig(Section):
+    source_lang: str
+    target_lang: str
+    format: Literal["text", "tsv", "jsonl", "hub"] = "text"
+    hub_name: str | None = None
+    hub_config: str | None = None
+    train: SplitConfig
+    validation: SplitConfig
+    test: SplitConfig | None = None
+    max_length: int = Field(default=100, ge=1, description="subword tokens per side; longer pairs are dropped and counted")
+
+    @model_validator(mode="after")
+    def _check_splits(self) -> DataConfig:
+        need = {"text": ("source", "target"), "tsv": ("path",), "jsonl": ("path",), "hub": ("split",)}[self.format]
+        for split_name in ("train", "validation", "test"):
+            split = getattr(self, split_name)
+            if split is None:
+                continue
+            for key in need:
+                if getattr(split, key) is None:
+                    raise ValueError(f"{split_name}.{key} is required when data.format is {self.format!r}")
+        if self.format == "hub" and not self.hub_name:
+            raise ValueError("hub_name is required when data.format is 'hub'")
+        if self.source_lang == self.target_lang:
+            raise ValueError("source_lang and target_lang must differ")
+        return self
+
+
+class TokenizerConfig(Section):
+    model_type: Literal["bpe", "unigram"] = "bpe"
+    vocab_size: int = Field(default=8000, ge=16)
+    joint: bool = True
+    character_coverage: float = Field(default=1.0, gt=0.0, le=1.0)
+
+
+# -------------------------------------------------------------------- model
+class EncoderConfig(Section):
+    cell: str = "lstm"
+    cell_options: dict[str, Any] = {}
+    embedding_size: int = Field(default=256, ge=1)
+    hidden_size: int = Field(default=256, ge=1)
+    layers: int = Field(default=2, ge=1)
+    bidirectional: bool = True
+    residual: bool = True
+    dropout: float = probability(0.2)
+    embedding_dropout: float = probability(0.1)
+
+    @field_validator("cell")
+    @classmethod
+    def _known_cell(cls, name: str) -> str:
+        if name not in CELLS.names():
+            raise ValueError(CELLS.unknown_message(name))
+        return name
+
+
+class DecoderConfig(EncoderConfig):
+    bidirectional: Literal[False] = False
+    input_feeding: bool = True
+    tie_embeddings: bool = True
+    bridge: bool = Field(default=True, description="initialise the decoder state from the encoder")
+    output_dropout: float = probability(0.2)
+
+
+class AttentionConfig(Section):
+    type: str = "bahdanau"
+    hidden_size: int | None = Field(default=None, ge=1, description="additive attention size; default: decoder.hidden_size")
+
+    @field_validator("type")
+    @classmethod
+    def _known_attention(cls, name: str) -> str:
+        if name not in ATTENTIONS.names():
+            raise ValueError(ATTENTIONS.unknown_message(name))
+        return name
+
+
+class InitConfig(Section):
+    uniform: float = Field(default=0.1, gt=0.0, description="U(-a, a) for non-recurrent weights")
+    recurrent: Literal["orthogonal", "uniform"] = "orthogonal"
+    forget_bias: float = 1.0
+
+
+class ModelConfig(Section):
+    encoder: EncoderConfig = Field(default_factory=EncoderConfig)
+    decoder: DecoderConfig = Field(default_factory=DecoderConfig)
+    attention: AttentionConfig = Field(default_factory=AttentionConfig)
+    init: InitConfig = Field(default_factory=InitConfig)
+
+    @model_validator(mode="after")
+    def _check_tying(self) -> ModelConfig:
+        dec = self.decoder
+        if dec.tie_embeddings and dec.embedding_size != dec.hidden_size:
+            raise ValueError(
+                "decoder.tie_embeddings needs decoder.embedding_size == decoder.hidden_size "
+                f"(got {dec.embedding_size} and {dec.hidden_size})"
+            )
+        return self
+
+
+# ----------------------------------------------------------------- training
+class OptimizerConfig(Section):
+    name: Literal["adam", "adamw", "sgd"] = "adam"
+    lr: float = Field(default=1e-3, gt=0.0)
+    betas: list[float] = Field(default=[0.9, 0.999], min_length=2, max_length=2)
+    weight_decay: float = Field(default=0.0, ge=0.0)
+
+
+class SchedulerConfig(Section):
+    """Linear warm-up, then decay on a plateau of validation BLEU."""
+
+    warmup_steps: int = Field(default=0, ge=0)
+    plateau_factor: float = Field(default=0.5, gt=0.0, lt=1.0)
+    plateau_patience: int = Field(default=2, ge=0)
+    min_lr: float = Field(default=1e-5, ge=0.0)
+
+
+class TrainConfig(Section):
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    amp: Literal["none", "bf16", "fp16"] = "none"
+    threads: int = Field(default=0, ge=0, description="torch CPU threads; 0 = torch's default")
+    batch_tokens: int = Field(default=4096, ge=1, description="target tokens per batch (per worker)")
+    max_epochs: int = Field(default=20, ge=1)
+    max_steps: int = Field(default=0, ge=0, description="0 = until max_epochs")
+    max_minutes: float = Field(default=0.0, ge=0.0, description="stop after this wall time; 0 = no limit")
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
+    scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
+    clip_norm: float = Field(default=1.0, ge=0.0, description="0 = no clipping")
+    label_smoothing: float = probability(0.1)
+    log_every: int = Field(default=50, ge=1)
+    validate_every: int = Field(default=0, ge=0, description="steps; 0 = at the end of each epoch")
+    validation_beam_size: int = Field(default=1, ge=1)
+    early_stopping_patience: int = Field(default=0, ge=0, description="validations without improvement; 0 = off")
+    max_nonfinite_steps: int = Field(default=10, ge=0)
+
+
+class DecodeConfig(Section):
+    beam_size: int = Field(default=5, ge=1)
+    length_penalty: float = Field(default=1.0, ge=0.0)
+    max_length_ratio: float = Field(default=2.0, gt=0.0)
+    max_length_offset: int = Field(default=10, ge=0)
+    batch_size: int = Field(default=64, ge=1, description="sentences per batch")
+
+
+class EvaluateConfig(Section):
+    split: Literal["validation", "test"] = "test"
+    tokenize: Literal["13a", "intl", "none", "char", "zh", "ja-mecab", "ko-mecab", "flores101", "flores200"] = "13a"
+    lowercase: bool = False
+
+
+class Recipe(Section):
+    name: str = "experiment"
+    seed: int = 1
+    data: DataConfig
+    tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    decode: DecodeConfig = Field(default_factory=DecodeConfig)
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
+
+
+# ------------------------------------------------------------------ loading
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that reads ``1e-3`` as a float (YAML 1.2), not a string."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:\d[\d_]*)?(?:\.\d*)?[eE][-+]?\d+$"),
+    list("-+0123456789."),
+)
+
+
+def parse_yaml(text: str, source: str) -> Any:
+    try:
+        return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: invalid YAML: {exc}") from None
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """``"model.encoder.cell=gru"`` → (["model", "encoder", "cell"], "gru")."""
+    key, sep, raw = item.partition("=")
+    if not sep or not key.strip() or any(not p for p in key.strip().split(".")):
+        raise ConfigError(f"--set {item!r}: expected KEY=VALUE with a dotted KEY, e.g. train.max_steps=200")
+    return key.strip().split("."), parse_yaml(raw, f"--set {key}") if raw.strip() else ""
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    for item in overrides:
+        path, value = parse_override(item)
+        node = raw
+        for depth, part in enumerate(path[:-1]):
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                where = ".".join(path[: depth + 1])
+                raise ConfigError(f"--set {item!r}: {where} is a value, not a section")
+            node = child
+        node[path[-1]] = value
+    return raw
+
+
+def _section_fields(loc: tuple[Any, ...]) -> list[str]:
+    """Field names of the section at ``loc`` (for 'did you mean' hints)."""
+    model: Any = Recipe
+    for part in loc:
+        field = model.model_fields.get(part) if isinstance(part, str) else None
+        if field is None:
+            return []
+        annotation = field.annotation
+        if get_origin(annotation) is not None:  # X | None
+            annotation = next((a for a in get_args(annotation) if isinstance(a, type)), None)
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return sorted(model.model_fields)
+
+
+def format_validation_error(exc: pydantic.ValidationError, source: str) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = tuple(p for p in err["loc"] if p not in ("function-after",))
+        path = ".".join(str(p) for p in loc) or "<recipe>"
+        if err["type"] == "extra_forbidden":
+            valid = _section_fields(loc[:-1])
+            hint = did_you_mean(str(loc[-1]), valid)
+            lines.append(f"{path}: unknown key{hint}. Valid keys: {', '.join(valid)}")
+            continue
+        message = err["msg"].removeprefix("Value error, ")
+        got = f" (got {err['input']!r})" if err["type"] not in ("missing", "value_error") else ""
+        lines.append(f"{path}: {message}{got}")
+    return f"{source}: invalid recipe\n  " + "\n  ".join(lines)
+
+
+def validate_recipe(raw: Any, source: str = "<recipe>") -> Recipe:
+    if raw is None:
+        raise ConfigError(f"{source}: the recipe is empty")
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: a recipe must be a mapping of sections, got {type(raw).__name__}")
+    try:
+        return Recipe.model_validate(raw)
+    except pydantic.ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, source)) from None
+
+
+def resolve_paths(raw: dict[str, Any], base_dir: Path) -> dict[str, Any]:
+    """Make relative data paths absolute (relative to the recipe's folder)."""
+    data = raw.get("data")
+    if not isinstance(data, dict) or data.get("format") == "hub":
+        return raw
+    for split in ("train", "validation", "test"):
+        spec = data.get(split)
+        if not isinstance(spec, dict):
+            continue
+        for key in ("source", "target", "path"):
+            value = spec.get(key)
+            if isinstance(value, str) and not Path(value).expanduser().is_absolute():
+                spec[key] = str((base_dir / value).resolve())
+    return raw
+
+
+def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
+    """Read, override and validate a recipe file; data paths become absolute."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such recipe file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the recipe: {exc}") from None
+    raw = parse_yaml(text, str(path))
+    if raw is None:
+        raise ConfigError(f"{path}: the recipe is empty")
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: a recipe must be a mapping of sections, got {type(raw).__name__}")
+    raw = apply_overrides(raw, overrides or [])
+    raw = resolve_paths(raw, path.resolve().parent)
+    return validate_recipe(raw, str(path))

@@ -1,0 +1,32 @@
+"""Typed errors for everything a user can get wrong.
+
+Every exception raised for bad user input (recipes, data, checkpoints, plugins)
+derives from :class:`Seq2SeqError`; the CLI prints its message without a
+traceback and exits with status 2. ``assert`` is kept for internal invariants.
+"""
+
+from __future__ import annotations
+
+
+class Seq2SeqError(Exception):
+    """Base class of every user-facing error of this package."""
+
+
+class ConfigError(Seq2SeqError):
+    """A recipe or an override is invalid. The message names the dotted path."""
+
+
+class DataError(Seq2SeqError):
+    """A corpus cannot be read or is inconsistent (e.g. mismatched line counts)."""
+
+
+class CheckpointError(Seq2SeqError):
+    """A checkpoint or run directory is missing, corrupt or incompatible."""
+
+
+class PluginError(Seq2SeqError):
+    """A plugin component cannot be loaded or breaks its contract."""
+
+
+class TrainingError(Seq2SeqError):
+    """Training cannot continue (e.g. too many non-finite losses)."""
