@@ -52,7 +52,9 @@ class DataConfig(Section):
     train: SplitConfig
     validation: SplitConfig
     test: SplitConfig | None = None
-    max_length: int = Field(default=100, ge=1, description="subword tokens per side; longer pairs are dropped and counted")
+    max_length: int = Field(
+        default=100, ge=1, description="subword tokens per side; longer pairs are dropped and counted"
+    )
 
     @model_validator(mode="after")
     def _check_splits(self) -> DataConfig:
@@ -108,7 +110,9 @@ class DecoderConfig(EncoderConfig):
 
 class AttentionConfig(Section):
     type: str = "bahdanau"
-    hidden_size: int | None = Field(default=None, ge=1, description="additive attention size; default: decoder.hidden_size")
+    hidden_size: int | None = Field(
+        default=None, ge=1, description="additive attention size; default: decoder.hidden_size"
+    )
 
     @field_validator("type")
     @classmethod

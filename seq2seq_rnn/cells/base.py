@@ -1,0 +1,143 @@
+"""The recurrent-cell contract every built-in and plugin cell follows.
+
+A cell computes one time step: ``forward(x, state) -> (h, state)`` with
+x (B, I), h (B, H) and ``state`` a tuple of (B, ·) tensors. Because every cell
+has this one state format, stacking, bidirectional encoding and beam search
+handle any cell with the same code and never ask which class they hold.
+
+``forward_sequence`` runs a whole padded sequence; the default loops over time
+steps (and freezes the state of a sentence once its length is reached), and
+built-in cells override it with PyTorch's fused kernels.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from seq2seq_rnn.errors import ConfigError, PluginError
+
+State = tuple[Tensor, ...]
+
+
+class RecurrentCell(nn.Module):
+    """Base class of recurrent cells. Subclasses implement :meth:`initial_state`
+    and :meth:`forward`; options come from the recipe's ``cell_options``."""
+
+    def __init__(self, input_size: int, hidden_size: int, **options: Any) -> None:
+        super().__init__()
+        if options:
+            raise ConfigError(
+                f"{type(self).__name__} accepts no option {sorted(options)}; "
+                f"accepted options: {', '.join(accepted_options(type(self))) or 'none'}"
+            )
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+
+    def initial_state(self, batch_size: int, device: torch.device | str, dtype: torch.dtype) -> State:
+        """The state before the first step: a tuple of (B, ·) tensors."""
+        raise NotImplementedError
+
+    def forward(self, x: Tensor, state: State) -> tuple[Tensor, State]:
+        """One step: x (B, I), state → h (B, H), new state."""
+        raise NotImplementedError
+
+    def forward_sequence(self, x: Tensor, state: State, lengths: Tensor | None = None) -> tuple[Tensor, State]:
+        """Run left to right over x (B, T, I) → outputs (B, T, H), final state.
+
+        With ``lengths`` (B,), outputs past a sentence's length are zero and its
+        final state is the state after its last real token.
+        """
+        return step_loop(self, x, state, lengths)
+
+    def reset_parameters_for(self, recurrent: str, forget_bias: float) -> None:
+        """Recurrent initialisation hook; the model first sets every weight to
+        U(-a, a). The default makes every square block of a ``weight_hh``
+        parameter orthogonal; cells may override."""
+        if recurrent != "orthogonal":
+            return
+        for name, param in self.named_parameters():
+            if name.endswith("weight_hh") and param.dim() == 2:
+                orthogonal_blocks_(param)
+
+
+def step_loop(cell: RecurrentCell, x: Tensor, state: State, lengths: Tensor | None) -> tuple[Tensor, State]:
+    """The reference sequence path: one :meth:`RecurrentCell.forward` per step."""
+    outputs = []
+    for t in range(x.size(1)):
+        h, new_state = cell(x[:, t], state)
+        if lengths is not None:
+            alive = (t < lengths).unsqueeze(1)  # (B, 1)
+            h = h * alive
+            new_state = tuple(torch.where(alive, n, s) for n, s in zip(new_state, state, strict=True))
+        outputs.append(h)
+        state = new_state
+    return torch.stack(outputs, dim=1), state
+
+
+@torch.no_grad()
+def orthogonal_blocks_(weight: Tensor) -> None:
+    """Orthogonal init of each (H, H) block of a (k·H, H) matrix."""
+    rows, cols = weight.shape
+    if rows % cols:
+        nn.init.orthogonal_(weight)
+        return
+    for block in weight.split(cols, dim=0):
+        nn.init.orthogonal_(block)
+
+
+def accepted_options(cls: type) -> list[str]:
+    """Names of the keyword options a cell class's ``__init__`` takes."""
+    params = inspect.signature(cls.__init__).parameters.values()
+    named = (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) if (p := next(iter(params), None)) else ()
+    return [q.name for q in params if q.kind in named and q.name not in ("self", "input_size", "hidden_size")]
+
+
+def validate_cell_class(name: str, cls: Any, origin: str) -> None:
+    """Refuse a registered object that cannot be a cell, naming its origin."""
+    if not (isinstance(cls, type) and issubclass(cls, RecurrentCell)):
+        raise PluginError(f"cell {name!r} from {origin} is {cls!r}, not a subclass of seq2seq_rnn.RecurrentCell")
+    for method in ("initial_state", "forward"):
+        if getattr(cls, method) is getattr(RecurrentCell, method):
+            raise PluginError(f"cell {name!r} from {origin} does not implement {method}()")
+
+
+def check_cell_instance(name: str, origin: str, cell: RecurrentCell) -> None:
+    """Run one tiny step and check the shapes the contract promises."""
+    batch = 2
+    try:
+        with torch.no_grad():
+            param = next(cell.parameters(), None)
+            device = param.device if param is not None else torch.device("cpu")
+            dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
+            state = cell.initial_state(batch, device, dtype)
+            _check_state(state, batch, "initial_state()")
+            h, new_state = cell(torch.zeros(batch, cell.input_size, device=device, dtype=dtype), state)
+    except PluginError:
+        raise
+    except Exception as exc:
+        raise PluginError(f"cell {name!r} from {origin} failed a one-step check: {type(exc).__name__}: {exc}") from exc
+    try:
+        if not isinstance(h, Tensor) or tuple(h.shape) != (batch, cell.hidden_size):
+            got = tuple(h.shape) if isinstance(h, Tensor) else type(h).__name__
+            raise ValueError(
+                f"forward() must return h of shape (batch, hidden_size)=({batch}, {cell.hidden_size}), got {got}"
+            )
+        _check_state(new_state, batch, "forward()")
+        if [s.shape for s in new_state] != [s.shape for s in state]:
+            raise ValueError("forward() returned a state whose shapes differ from initial_state()'s")
+    except ValueError as exc:
+        raise PluginError(f"cell {name!r} from {origin} breaks the cell contract: {exc}") from None
+
+
+def _check_state(state: Any, batch: int, where: str) -> None:
+    if not isinstance(state, tuple) or not state or not all(isinstance(s, Tensor) for s in state):
+        raise ValueError(f"{where} must return a non-empty tuple of tensors, got {type(state).__name__}")
+    for s in state:
+        if s.dim() < 1 or s.size(0) != batch:
+            raise ValueError(
+                f"{where} returned a state tensor of shape {tuple(s.shape)}; the first dim must be batch={batch}"
+            )

@@ -1,0 +1,82 @@
+"""The encoder–decoder model and its construction from a recipe."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from seq2seq_rnn.cells import RecurrentCell
+from seq2seq_rnn.components import ATTENTIONS
+from seq2seq_rnn.config import ModelConfig
+from seq2seq_rnn.nn.decoder import Decoder, Memory
+from seq2seq_rnn.nn.encoder import Encoder
+
+
+class Seq2Seq(nn.Module):
+    def __init__(self, encoder: Encoder, decoder: Decoder) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.decoder = decoder
+
+    @classmethod
+    def from_config(cls, cfg: ModelConfig, source_vocab_size: int, target_vocab_size: int) -> Seq2Seq:
+        enc, dec = cfg.encoder, cfg.decoder
+        encoder = Encoder(
+            source_vocab_size,
+            enc.cell,
+            enc.cell_options,
+            enc.embedding_size,
+            enc.hidden_size,
+            enc.layers,
+            enc.bidirectional,
+            enc.residual,
+            enc.dropout,
+            enc.embedding_dropout,
+        )
+        decoder = Decoder(
+            target_vocab_size,
+            dec.cell,
+            dec.cell_options,
+            dec.embedding_size,
+            dec.hidden_size,
+            dec.layers,
+            dec.residual,
+            dec.dropout,
+            dec.embedding_dropout,
+            dec.output_dropout,
+            dec.input_feeding,
+            dec.tie_embeddings,
+            dec.bridge,
+            encoder.output_size,
+            ATTENTIONS.get(cfg.attention.type),
+            cfg.attention.hidden_size,
+        )
+        model = cls(encoder, decoder)
+        model.reset_parameters(cfg.init.uniform, cfg.init.recurrent, cfg.init.forget_bias)
+        return model
+
+    @torch.no_grad()
+    def reset_parameters(self, uniform: float, recurrent: str, forget_bias: float) -> None:
+        """U(-a, a) everywhere, then each cell's recurrent init (orthogonal, forget bias)."""
+        for param in self.parameters():
+            nn.init.uniform_(param, -uniform, uniform)
+        for module in self.modules():
+            if isinstance(module, RecurrentCell):
+                module.reset_parameters_for(recurrent, forget_bias)
+        for emb in (self.encoder.embed, self.decoder.embed):
+            emb.weight[emb.padding_idx].zero_()
+
+    def encode(self, src: Tensor, lengths: Tensor) -> tuple[Memory, tuple[Tensor, ...]]:
+        """src (B, S) → decoder memory and initial flat decoder state."""
+        memory, mask, summary = self.encoder(src, lengths)
+        return self.decoder.prepare(memory, mask), self.decoder.initial_state(summary)
+
+    def forward(self, src: Tensor, lengths: Tensor, tgt_in: Tensor) -> Tensor:
+        """Teacher-forced logits (B, T, V)."""
+        mem, state = self.encode(src, lengths)
+        return self.decoder(tgt_in, state, mem)
+
+    def set_fused(self, fused: bool) -> None:
+        """Switch between fused kernels and the step-by-step reference path."""
+        self.encoder.fused = fused
+        self.decoder.fused = fused

@@ -1,0 +1,90 @@
+"""Attention scoring functions (Luong-style placement: after the top decoder layer).
+
+Each module maps a query (B, Tq, H) over a memory (B, S, D) to a context
+(B, Tq, D) and weights (B, Tq, S). ``prepare`` precomputes whatever depends on
+the memory only (projected keys), once per source batch; decoding reuses it.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from seq2seq_rnn.errors import ConfigError
+
+
+class Attention(nn.Module):
+    """Base class: subclasses implement :meth:`scores`."""
+
+    def __init__(self, query_size: int, memory_size: int, hidden_size: int | None = None) -> None:
+        super().__init__()
+        self.query_size = query_size
+        self.memory_size = memory_size
+
+    def prepare(self, memory: Tensor) -> Tensor:
+        """memory (B, S, D) → keys (B, S, K)."""
+        return memory
+
+    def scores(self, query: Tensor, keys: Tensor) -> Tensor:
+        """query (B, Tq, H), keys (B, S, K) → scores (B, Tq, S)."""
+        raise NotImplementedError
+
+    def forward(self, query: Tensor, keys: Tensor, memory: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        # mask (B, S): True at real source tokens
+        scores = self.scores(query, keys).masked_fill(~mask.unsqueeze(1), float("-inf"))
+        weights = torch.softmax(scores, dim=-1)  # (B, Tq, S)
+        return torch.bmm(weights, memory), weights
+
+
+class NoAttention(Attention):
+    """No attention: the decoder sees the source only through its initial state."""
+
+    def forward(self, query: Tensor, keys: Tensor, memory: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        raise AssertionError("NoAttention is never called; the decoder skips it")
+
+
+class DotAttention(Attention):
+    """Luong dot: score = qᵀ k. Needs query and memory of the same size."""
+
+    def __init__(self, query_size: int, memory_size: int, hidden_size: int | None = None) -> None:
+        super().__init__(query_size, memory_size)
+        if query_size != memory_size:
+            raise ConfigError(
+                f"model.attention.type: 'dot' needs decoder.hidden_size ({query_size}) to equal the encoder "
+                f"output size ({memory_size}, doubled when bidirectional); use 'general' or 'bahdanau'"
+            )
+
+    def scores(self, query: Tensor, keys: Tensor) -> Tensor:
+        return torch.bmm(query, keys.transpose(1, 2))
+
+
+class GeneralAttention(Attention):
+    """Luong general: score = qᵀ W k, with W k precomputed per source."""
+
+    def __init__(self, query_size: int, memory_size: int, hidden_size: int | None = None) -> None:
+        super().__init__(query_size, memory_size)
+        self.key_proj = nn.Linear(memory_size, query_size, bias=False)
+
+    def prepare(self, memory: Tensor) -> Tensor:
+        return self.key_proj(memory)  # (B, S, H)
+
+    def scores(self, query: Tensor, keys: Tensor) -> Tensor:
+        return torch.bmm(query, keys.transpose(1, 2))
+
+
+class AdditiveAttention(Attention):
+    """Bahdanau (additive): score = vᵀ tanh(W_q q + W_k k)."""
+
+    def __init__(self, query_size: int, memory_size: int, hidden_size: int | None = None) -> None:
+        super().__init__(query_size, memory_size)
+        hidden_size = hidden_size or query_size
+        self.key_proj = nn.Linear(memory_size, hidden_size, bias=False)
+        self.query_proj = nn.Linear(query_size, hidden_size, bias=True)
+        self.energy = nn.Linear(hidden_size, 1, bias=False)
+
+    def prepare(self, memory: Tensor) -> Tensor:
+        return self.key_proj(memory)  # (B, S, A)
+
+    def scores(self, query: Tensor, keys: Tensor) -> Tensor:
+        q = self.query_proj(query).unsqueeze(2)  # (B, Tq, 1, A)
+        return self.energy(torch.tanh(q + keys.unsqueeze(1))).squeeze(-1)  # (B, Tq, S)

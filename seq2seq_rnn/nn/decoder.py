@@ -1,0 +1,154 @@
+"""Deep recurrent decoder with attention, input feeding and tied embeddings.
+
+The decoder state seen by search is a flat tuple of (B, ·) tensors: every
+layer's cell state, then the input-feeding vector when enabled. Beam search
+reorders it with one ``index_select`` per tensor, whatever the cell.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from seq2seq_rnn.cells import State, build_cell
+from seq2seq_rnn.cells.base import step_loop
+from seq2seq_rnn.nn.attention import Attention, NoAttention
+from seq2seq_rnn.nn.layers import flatten_states, unflatten_states
+
+
+class Memory(NamedTuple):
+    """What the decoder reads from the encoder, computed once per source batch."""
+
+    memory: Tensor  # (B, S, D)
+    keys: Tensor  # (B, S, K): attention-specific projection of memory
+    mask: Tensor  # (B, S) True at real tokens
+
+    def repeat(self, k: int) -> Memory:
+        """Each sentence repeated k times in a row (for beams): B → B·k."""
+        return Memory(*(t.repeat_interleave(k, dim=0) for t in self))
+
+
+class Decoder(nn.Module):
+    def __init__(
+        self,
+        vocab_size: int,
+        cell: str,
+        cell_options: dict[str, Any],
+        embedding_size: int,
+        hidden_size: int,
+        layers: int,
+        residual: bool,
+        dropout: float,
+        embedding_dropout: float,
+        output_dropout: float,
+        input_feeding: bool,
+        tie_embeddings: bool,
+        bridge: bool,
+        memory_size: int,
+        attention: type[Attention],
+        attention_hidden_size: int | None,
+        padding_idx: int = 0,
+    ) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab_size, embedding_size, padding_idx=padding_idx)
+        self.embedding_dropout = nn.Dropout(embedding_dropout)
+        self.dropout = nn.Dropout(dropout)
+        self.output_dropout = nn.Dropout(output_dropout)
+        self.residual = residual
+        self.input_feeding = input_feeding
+        self.hidden_size = hidden_size
+        self.fused = True
+        sizes = [embedding_size + (hidden_size if input_feeding else 0)] + [hidden_size] * (layers - 1)
+        self.cells = nn.ModuleList(build_cell(cell, size, hidden_size, cell_options, "model.decoder") for size in sizes)
+        self.attention = (
+            None if attention is NoAttention else attention(hidden_size, memory_size, attention_hidden_size)
+        )
+        self.combine = nn.Linear(hidden_size + memory_size, hidden_size) if self.attention is not None else None
+        self.output = nn.Linear(hidden_size, vocab_size)
+        if tie_embeddings:
+            self.output.weight = self.embed.weight
+        probe = [c.initial_state(1, "cpu", torch.float32) for c in self.cells]
+        self.state_sizes = [len(s) for s in probe]
+        self.bridge = (
+            nn.ModuleList(
+                nn.ModuleList(nn.Linear(memory_size, t.size(1)) if t.dim() == 2 else nn.Identity() for t in s)
+                for s in probe
+            )
+            if bridge
+            else None
+        )
+
+    # -- state ---------------------------------------------------------------
+    def prepare(self, memory: Tensor, mask: Tensor) -> Memory:
+        keys = self.attention.prepare(memory) if self.attention is not None else memory
+        return Memory(memory, keys, mask)
+
+    def initial_state(self, summary: Tensor) -> tuple[Tensor, ...]:
+        """summary (B, D) of the source → flat decoder state."""
+        batch = summary.size(0)
+        states: list[State] = []
+        for layer, cell in enumerate(self.cells):
+            state = cell.initial_state(batch, summary.device, summary.dtype)
+            if self.bridge is not None:
+                state = tuple(
+                    torch.tanh(proj(summary)) if isinstance(proj, nn.Linear) else s
+                    for proj, s in zip(self.bridge[layer], state, strict=True)
+                )
+            states.append(state)
+        feed = (summary.new_zeros(batch, self.hidden_size),) if self.input_feeding else ()
+        return flatten_states(states) + feed
+
+    def _split(self, flat: tuple[Tensor, ...]) -> tuple[list[State], Tensor | None]:
+        n = sum(self.state_sizes)
+        return unflatten_states(flat[:n], self.state_sizes), (flat[n] if self.input_feeding else None)
+
+    # -- computation ---------------------------------------------------------
+    def _attend(self, top: Tensor, mem: Memory) -> tuple[Tensor, Tensor | None]:
+        """top (B, T, H) → attentional vectors (B, T, H), weights (B, T, S)."""
+        if self.attention is None:
+            return top, None
+        context, weights = self.attention(top, mem.keys, mem.memory, mem.mask)
+        return torch.tanh(self.combine(torch.cat([top, context], dim=-1))), weights
+
+    def _layer_step(self, x: Tensor, states: list[State]) -> tuple[Tensor, list[State]]:
+        new_states = []
+        for layer, cell in enumerate(self.cells):
+            h, s = cell(x, states[layer])
+            new_states.append(s)
+            h = self.dropout(h)
+            x = h + x if self.residual and layer > 0 else h
+        return x, new_states
+
+    def step(
+        self, prev: Tensor, flat: tuple[Tensor, ...], mem: Memory
+    ) -> tuple[Tensor, tuple[Tensor, ...], Tensor | None]:
+        """One step: prev tokens (B,) → logits (B, V), new flat state, attention (B, S)."""
+        states, feed = self._split(flat)
+        x = self.embedding_dropout(self.embed(prev))  # (B, E)
+        if feed is not None:
+            x = torch.cat([x, feed], dim=-1)
+        top, states = self._layer_step(x, states)
+        att, weights = self._attend(top.unsqueeze(1), mem)
+        att = att.squeeze(1)  # (B, H)
+        logits = self.output(self.output_dropout(att))
+        feed_out = (att,) if self.input_feeding else ()
+        return logits, flatten_states(states) + feed_out, (weights.squeeze(1) if weights is not None else None)
+
+    def forward(self, tgt_in: Tensor, flat: tuple[Tensor, ...], mem: Memory) -> Tensor:
+        """Teacher forcing: tgt_in (B, T) → logits (B, T, V)."""
+        if self.input_feeding or not self.fused:
+            logits = []
+            for t in range(tgt_in.size(1)):
+                step_logits, flat, _ = self.step(tgt_in[:, t], flat, mem)
+                logits.append(step_logits)
+            return torch.stack(logits, dim=1)
+        states, _ = self._split(flat)
+        x = self.embedding_dropout(self.embed(tgt_in))  # (B, T, E)
+        for layer, cell in enumerate(self.cells):
+            h, _ = cell.forward_sequence(x, states[layer]) if self.fused else step_loop(cell, x, states[layer], None)
+            h = self.dropout(h)
+            x = h + x if self.residual and layer > 0 else h
+        att, _ = self._attend(x, mem)
+        return self.output(self.output_dropout(att))

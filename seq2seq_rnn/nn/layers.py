@@ -1,0 +1,28 @@
+"""Helpers shared by encoder and decoder: stacks of cells, reversal, state layout."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from seq2seq_rnn.cells import State
+
+
+def reverse_padded(x: Tensor, lengths: Tensor) -> Tensor:
+    """Reverse each sequence of x (B, T, F) within its length; padding stays at the end."""
+    steps = torch.arange(x.size(1), device=x.device).unsqueeze(0)  # (1, T)
+    last = (lengths.to(x.device) - 1).unsqueeze(1)  # (B, 1)
+    index = torch.where(steps <= last, last - steps, steps)  # (B, T)
+    return x.gather(1, index.unsqueeze(-1).expand_as(x))
+
+
+def flatten_states(states: list[State]) -> tuple[Tensor, ...]:
+    return tuple(t for state in states for t in state)
+
+
+def unflatten_states(flat: tuple[Tensor, ...], sizes: list[int]) -> list[State]:
+    out, start = [], 0
+    for n in sizes:
+        out.append(tuple(flat[start : start + n]))
+        start += n
+    return out
