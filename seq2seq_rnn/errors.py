@@ -30,3 +30,7 @@ class PluginError(Seq2SeqError):
 
 class TrainingError(Seq2SeqError):
     """Training cannot continue (e.g. too many non-finite losses)."""
+
+
+class TrainingInterrupted(TrainingError):
+    """SIGINT/SIGTERM stopped training after writing a checkpoint; resumable."""

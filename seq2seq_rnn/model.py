@@ -80,3 +80,15 @@ class Seq2Seq(nn.Module):
         """Switch between fused kernels and the step-by-step reference path."""
         self.encoder.fused = fused
         self.decoder.fused = fused
+
+    def decode_step(
+        self, prev: Tensor, state: tuple[Tensor, ...], memory: Memory
+    ) -> tuple[Tensor, tuple[Tensor, ...], Tensor | None]:
+        """prev (N,) → logits (N, V), new state, attention (N, S)."""
+        return self.decoder.step(prev, state, memory)
+
+
+def check_model_config(cfg: ModelConfig) -> None:
+    """Build the model once with a toy vocabulary so that bad cell options,
+    attention sizes or plugin cells fail before data preparation starts."""
+    Seq2Seq.from_config(cfg, 16, 16)

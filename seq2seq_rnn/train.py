@@ -1,0 +1,545 @@
+"""Training: a plain PyTorch loop over token-bucketed batches.
+
+The loop knows nothing of distributed runners; ``Hooks`` lets one (Ray Train)
+wrap the model, shard the data and receive each validation's metrics and
+checkpoint. Everything resume needs (model, optimizer, schedule, progress,
+data position, RNG states) is in ``checkpoints/last.pt``, written atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from seq2seq_rnn.checkpoint import load_checkpoint, load_model_state, save_checkpoint
+from seq2seq_rnn.config import Recipe, SchedulerConfig
+from seq2seq_rnn.data.batching import Batch, TokenBatchSampler, collate
+from seq2seq_rnn.data.corpus import ParallelCorpus, filter_by_length, load_split
+from seq2seq_rnn.data.tokenizer import PAD_ID, SubwordTokenizer
+from seq2seq_rnn.errors import ConfigError, TrainingError, TrainingInterrupted
+from seq2seq_rnn.metrics import Scores, score
+from seq2seq_rnn.model import Seq2Seq
+from seq2seq_rnn.rundir import RunDir
+from seq2seq_rnn.translator import Translator, resolve_device
+
+log = logging.getLogger("seq2seq_rnn.train")
+
+
+# ------------------------------------------------------------------ pieces
+@dataclass
+class Progress:
+    """Counters restored on resume (besides the tensors)."""
+
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    best_bleu: float = -1.0
+    best_step: int = 0
+    bad_validations: int = 0
+    nonfinite_steps: int = 0
+    train_seconds: float = 0.0
+    finished: bool = False
+
+
+class LRSchedule:
+    """Linear warm-up to the base rate, then ×factor when validation BLEU plateaus."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, base_lr: float, cfg: SchedulerConfig) -> None:
+        self.optimizer, self.base_lr, self.cfg = optimizer, base_lr, cfg
+        self.scale, self.best, self.bad = 1.0, -math.inf, 0
+
+    def lr(self, step: int) -> float:
+        warm = min(1.0, (step + 1) / self.cfg.warmup_steps) if self.cfg.warmup_steps else 1.0
+        return max(self.base_lr * self.scale, self.cfg.min_lr) * warm
+
+    def apply(self, step: int) -> float:
+        lr = self.lr(step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        return lr
+
+    def observe(self, metric: float) -> bool:
+        """Record a validation score; returns True when the rate was decayed."""
+        if metric > self.best:
+            self.best, self.bad = metric, 0
+            return False
+        self.bad += 1
+        if self.bad <= self.cfg.plateau_patience:
+            return False
+        self.scale *= self.cfg.plateau_factor
+        self.bad = 0
+        return True
+
+    def state_dict(self) -> dict[str, float]:
+        return {"scale": self.scale, "best": self.best, "bad": self.bad}
+
+    def load_state_dict(self, state: dict[str, float]) -> None:
+        self.scale, self.best, self.bad = state["scale"], state["best"], int(state["bad"])
+
+
+def _identity(x: Any) -> Any:
+    return x
+
+
+@dataclass
+class Hooks:
+    """What a distributed runner plugs into the loop (defaults: one process)."""
+
+    rank: int = 0
+    world_size: int = 1
+    wrap_model: Callable[[nn.Module], nn.Module] = _identity
+    all_reduce_sum: Callable[[Tensor], Tensor] = _identity
+    report: Callable[[dict[str, Any], Path | None], None] | None = None
+    device: torch.device | None = None
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def token_loss(logits: Tensor, target: Tensor, label_smoothing: float) -> tuple[Tensor, Tensor]:
+    """logits (B, T, V), target (B, T) → summed loss over non-pad tokens, token count."""
+    loss = F.cross_entropy(
+        logits.reshape(-1, logits.size(-1)).float(),
+        target.reshape(-1),
+        ignore_index=PAD_ID,
+        label_smoothing=label_smoothing,
+        reduction="sum",
+    )
+    return loss, (target != PAD_ID).sum()
+
+
+def rng_state() -> dict[str, Any]:
+    state: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+@dataclass
+class Data:
+    """Everything training reads, encoded once."""
+
+    tokenizer: SubwordTokenizer
+    train_src: list[list[int]]
+    train_tgt: list[list[int]]
+    validation: ParallelCorpus
+    val_src: list[list[int]] = field(default_factory=list)
+    val_tgt: list[list[int]] = field(default_factory=list)
+
+
+# ------------------------------------------------------------------ trainer
+class Trainer:
+    """Trains ``recipe`` in ``run_dir``; ``run()`` returns the final metrics."""
+
+    def __init__(self, recipe: Recipe, run_dir: Path, resume: bool = False, hooks: Hooks | None = None) -> None:
+        self.recipe = recipe
+        self.run = RunDir(Path(run_dir))
+        self.resume = resume
+        self.hooks = hooks or Hooks()
+        self.cfg = recipe.train
+        self.progress = Progress()
+        self._stop_signal: int | None = None
+
+    # -- set-up ----------------------------------------------------------
+    def prepare(self) -> None:
+        self._prepare_run_dir()
+        if self.cfg.threads:
+            torch.set_num_threads(self.cfg.threads)
+        torch.manual_seed(self.recipe.seed)
+        random.seed(self.recipe.seed)
+        self.device = self.hooks.device or resolve_device(self.cfg.device)
+        self.data = self._prepare_data()
+        tok = self.data.tokenizer
+        self.model = Seq2Seq.from_config(self.recipe.model, tok.source_vocab_size, tok.target_vocab_size).to(
+            self.device
+        )
+        self.train_model = self.hooks.wrap_model(self.model)
+        self.optimizer = self._build_optimizer()
+        self.schedule = LRSchedule(self.optimizer, self.cfg.optimizer.lr, self.cfg.scheduler)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.cfg.amp == "fp16" and self.device.type == "cuda")
+        self.sampler = TokenBatchSampler(
+            [len(s) for s in self.data.train_src],
+            [len(t) for t in self.data.train_tgt],
+            self.cfg.batch_tokens,
+            seed=self.recipe.seed,
+            num_replicas=self.hooks.world_size,
+            rank=self.hooks.rank,
+        )
+        if self.resume and self.run.has_training_state():
+            self._restore()
+        n_params = sum(p.numel() for p in self.model.parameters())
+        log.info("model: %s parameters on %s", f"{n_params:,}", self.device)
+
+    def _prepare_run_dir(self) -> None:
+        run = self.run
+        if run.has_training_state() and not self.resume:
+            raise ConfigError(
+                f"{run.path} already holds a training run; pass --resume to continue it or choose another --output-dir"
+            )
+        if self.resume and run.recipe.is_file():
+            saved = run.load_recipe()
+            for section in ("data", "tokenizer", "model"):
+                if getattr(saved, section) != getattr(self.recipe, section):
+                    raise ConfigError(
+                        f"--resume: the recipe's {section} section differs from the one in {run.recipe}; "
+                        "only train/decode/evaluate settings may change when resuming"
+                    )
+        if self.hooks.is_main:
+            try:
+                run.path.mkdir(parents=True, exist_ok=True)
+                run.recipe.write_text(self.recipe.to_yaml(), encoding="utf-8")
+            except OSError as exc:
+                raise ConfigError(f"cannot write to the output directory {run.path}: {exc}") from None
+            _log_to_file(run.log)
+
+    def _prepare_data(self) -> Data:
+        data_cfg = self.recipe.data
+        cache = self.run.path / ".cache"
+        train = load_split(data_cfg, "train", cache)
+        validation = load_split(data_cfg, "validation", cache)
+        log.info("data: %d training pairs, %d validation pairs", len(train), len(validation))
+        if self.run.tokenizer.is_dir() and any(self.run.tokenizer.glob("*.model")):
+            tok = SubwordTokenizer.load(self.run.tokenizer)
+        else:
+            tok = SubwordTokenizer.train(
+                self.recipe.tokenizer, train.sources, train.targets, self.run.tokenizer, self.recipe.seed
+            )
+        src, tgt = tok.encode_source(train.sources), tok.encode_target(train.targets)
+        kept, dropped = filter_by_length(src, tgt, data_cfg.max_length)
+        if dropped:
+            log.info("data: dropped %d training pairs longer than %d subwords", dropped, data_cfg.max_length)
+        data = Data(tok, [src[i] for i in kept], [tgt[i] for i in kept], validation)
+        data.val_src, data.val_tgt = tok.encode_source(validation.sources), tok.encode_target(validation.targets)
+        return data
+
+    def _build_optimizer(self) -> torch.optim.Optimizer:
+        opt = self.cfg.optimizer
+        params = self.model.parameters()
+        if opt.name == "sgd":
+            return torch.optim.SGD(params, lr=opt.lr, weight_decay=opt.weight_decay)
+        cls = torch.optim.AdamW if opt.name == "adamw" else torch.optim.Adam
+        return cls(params, lr=opt.lr, betas=tuple(opt.betas), weight_decay=opt.weight_decay)
+
+    def _restore(self) -> None:
+        state = load_checkpoint(self.run.last)
+        load_model_state(self.model, state["model"], self.run.last)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.schedule.load_state_dict(state["schedule"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.progress = Progress(**state["progress"])
+        set_rng_state(state["rng"])
+        _truncate_metrics(self.run.metrics, self.progress.step)
+        log.info("resumed from %s at step %d (epoch %d)", self.run.last, self.progress.step, self.progress.epoch)
+
+    # -- the loop --------------------------------------------------------
+    def fit(self) -> dict[str, Any]:
+        """Train until a stop condition; returns the last validation metrics."""
+        self.prepare()
+        with _StopOnSignal(self):
+            last = self._loop()
+        return last
+
+    def _loop(self) -> dict[str, Any]:
+        p, cfg = self.progress, self.cfg
+        last: dict[str, Any] = {}
+        window = _Window()
+        bar = _progress_bar(cfg.max_steps or None, p.step, self.hooks.is_main)
+        while not p.finished:
+            batches = self.sampler.batches(p.epoch)
+            while p.batch_in_epoch < len(batches):
+                started = time.perf_counter()
+                loss, ntok = self._train_step(self._collate(batches[p.batch_in_epoch]))
+                p.batch_in_epoch += 1
+                p.step += 1
+                p.train_seconds += time.perf_counter() - started
+                window.add(loss, ntok, time.perf_counter() - started)
+                bar.update(loss / max(ntok, 1), window.rate())
+                if p.step % cfg.log_every == 0:
+                    self._log_train(window)
+                if cfg.validate_every and p.step % cfg.validate_every == 0:
+                    last = self._validate_and_checkpoint()
+                if self._should_stop():
+                    break
+            if p.batch_in_epoch >= len(batches):
+                p.epoch, p.batch_in_epoch = p.epoch + 1, 0
+                if not cfg.validate_every:
+                    last = self._validate_and_checkpoint()
+            if self._stop_signal is not None:
+                self._save_last()  # interrupted: checkpoint quickly, no validation
+                break
+            if self._should_stop():
+                if last.get("step") != p.step:
+                    last = self._validate_and_checkpoint()
+                p.finished = True
+                self._save_last()
+        bar.close()
+        return last
+
+    def _collate(self, index: list[int]) -> Batch:
+        d = self.data
+        return collate([d.train_src[i] for i in index], [d.train_tgt[i] for i in index]).to(self.device)
+
+    def _train_step(self, batch: Batch) -> tuple[float, int]:
+        """One update; returns (summed loss, target tokens). Non-finite steps are skipped."""
+        self.train_model.train()
+        lr = self.schedule.apply(self.progress.step)
+        with self._autocast():
+            logits = self.train_model(batch.src, batch.src_lengths, batch.tgt_in)
+        loss_sum, ntok = token_loss(logits, batch.tgt_out, self.cfg.label_smoothing)
+        total = self.hooks.all_reduce_sum(ntok.detach().float().clone())
+        # Gradients are averaged over all workers' tokens: scale by world/total.
+        self.scaler.scale(loss_sum * (self.hooks.world_size / total.clamp(min=1))).backward()
+        self.scaler.unscale_(self.optimizer)
+        norm = nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_norm or float("inf"))
+        if not torch.isfinite(norm) or not torch.isfinite(loss_sum):
+            self._skip_nonfinite(lr)
+            return 0.0, 0
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        return float(loss_sum.detach()), int(ntok)
+
+    def _skip_nonfinite(self, lr: float) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.update()
+        p = self.progress
+        p.nonfinite_steps += 1
+        log.warning("step %d: non-finite loss or gradient, update skipped (%d so far)", p.step + 1, p.nonfinite_steps)
+        if p.nonfinite_steps > self.cfg.max_nonfinite_steps:
+            raise TrainingError(
+                f"{p.nonfinite_steps} steps had non-finite loss or gradients (limit train.max_nonfinite_steps="
+                f"{self.cfg.max_nonfinite_steps}); lower train.optimizer.lr or check the data. "
+                f"The last good state is in {self.run.last}"
+            )
+
+    def _autocast(self) -> Any:
+        amp = self.cfg.amp
+        dtype = torch.bfloat16 if amp == "bf16" else torch.float16
+        return torch.autocast(self.device.type, dtype=dtype, enabled=amp != "none")
+
+    def _should_stop(self) -> bool:
+        p, cfg = self.progress, self.cfg
+        patience = cfg.early_stopping_patience
+        return bool(
+            self._stop_signal is not None
+            or (cfg.max_steps and p.step >= cfg.max_steps)
+            or p.epoch >= cfg.max_epochs
+            or (cfg.max_minutes and p.train_seconds >= cfg.max_minutes * 60)
+            or (patience and p.bad_validations >= patience)
+        )
+
+    # -- validation and checkpoints --------------------------------------
+    def validation_scores(self, beam_size: int | None = None) -> tuple[float, Scores]:
+        """(teacher-forced loss per token, BLEU/chrF of decoded output) on the validation split."""
+        self.model.eval()
+        d = self.data
+        loss, tokens = 0.0, 0
+        with torch.no_grad(), self._autocast():
+            for index in _chunks(len(d.val_src), 64):
+                batch = collate([d.val_src[i] for i in index], [d.val_tgt[i] for i in index]).to(self.device)
+                logits = self.model(batch.src, batch.src_lengths, batch.tgt_in)
+                l_sum, n = token_loss(logits, batch.tgt_out, 0.0)
+                loss, tokens = loss + float(l_sum), tokens + int(n)
+        translator = Translator(self.recipe, d.tokenizer, self.model, self.device)
+        hyps = translator.translate(d.validation.sources, beam_size=beam_size or self.cfg.validation_beam_size)
+        ev = self.recipe.evaluate
+        return loss / max(tokens, 1), score(hyps, d.validation.targets, ev.tokenize, ev.lowercase)
+
+    def _validate_and_checkpoint(self) -> dict[str, Any]:
+        p = self.progress
+        val_loss, scores = self.validation_scores()
+        improved = scores.bleu > p.best_bleu
+        if improved:
+            p.best_bleu, p.best_step, p.bad_validations = scores.bleu, p.step, 0
+        else:
+            p.bad_validations += 1
+        if self.schedule.observe(scores.bleu):
+            log.info("validation BLEU plateaued: learning rate now %.2e", self.schedule.lr(p.step))
+        metrics = {
+            "step": p.step,
+            "epoch": p.epoch,
+            "val_loss": round(val_loss, 5),
+            "val_bleu": round(scores.bleu, 2),
+            "val_chrf": round(scores.chrf, 2),
+            "lr": self.schedule.lr(p.step),
+            "best_val_bleu": round(p.best_bleu, 2),
+            "bleu_signature": scores.bleu_signature,
+        }
+        log.info(
+            "validation at step %d: loss %.3f, BLEU %.2f, chrF %.2f%s",
+            p.step,
+            val_loss,
+            scores.bleu,
+            scores.chrf,
+            " (best)" if improved else "",
+        )
+        if improved and self.hooks.is_main:
+            save_checkpoint(self.run.best, {"model": self.model.state_dict(), "progress": asdict(p)})
+        self._save_last()
+        self._append_metrics(metrics)
+        if self.hooks.report is not None:
+            self.hooks.report(metrics, self.run.checkpoints if self.hooks.is_main else None)
+        return metrics
+
+    def _save_last(self) -> None:
+        if not self.hooks.is_main:
+            return
+        save_checkpoint(
+            self.run.last,
+            {
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "schedule": self.schedule.state_dict(),
+                "scaler": self.scaler.state_dict(),
+                "progress": asdict(self.progress),
+                "rng": rng_state(),
+            },
+        )
+
+    def _append_metrics(self, metrics: dict[str, Any]) -> None:
+        if self.hooks.is_main:
+            with self.run.metrics.open("a", encoding="utf-8") as f:
+                f.write(json.dumps(metrics) + "\n")
+
+    def _log_train(self, window: _Window) -> None:
+        p = self.progress
+        metrics = {
+            "step": p.step,
+            "epoch": p.epoch,
+            "loss": round(window.loss(), 5),
+            "lr": self.schedule.lr(p.step),
+            "tokens_per_sec": round(window.rate(), 1),
+            "nonfinite_steps": p.nonfinite_steps,
+        }
+        self._append_metrics(metrics)
+        if not sys.stderr.isatty():
+            log.info(
+                "step %d epoch %d: loss %.3f, %.0f tok/s, lr %.2e",
+                p.step,
+                p.epoch,
+                metrics["loss"],
+                metrics["tokens_per_sec"],
+                metrics["lr"],
+            )
+        window.reset()
+
+    def stop(self, signum: int) -> None:
+        """Ask the loop to stop after the current step (signal handler)."""
+        self._stop_signal = signum
+
+
+# ------------------------------------------------------------------ utilities
+class _Window:
+    """Loss and speed since the last log line."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.loss_sum, self.tokens, self.seconds = 0.0, 0, 0.0
+
+    def add(self, loss: float, tokens: int, seconds: float) -> None:
+        self.loss_sum += loss
+        self.tokens += tokens
+        self.seconds += seconds
+
+    def loss(self) -> float:
+        return self.loss_sum / max(self.tokens, 1)
+
+    def rate(self) -> float:
+        return self.tokens / self.seconds if self.seconds else 0.0
+
+
+class _StopOnSignal:
+    """SIGINT/SIGTERM during training: finish the step, checkpoint, then raise."""
+
+    def __init__(self, trainer: Trainer) -> None:
+        self.trainer = trainer
+        self.previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopOnSignal:
+        try:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.previous[sig] = signal.signal(sig, lambda s, _f: self.trainer.stop(s))
+        except ValueError:  # not the main thread (e.g. inside a Ray worker)
+            self.previous = {}
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+        stopped = self.trainer._stop_signal
+        if stopped is not None and exc[0] is None:
+            name = signal.Signals(stopped).name
+            raise TrainingInterrupted(
+                f"stopped by {name} at step {self.trainer.progress.step}; checkpoint saved in "
+                f"{self.trainer.run.last}. Resume with: seq2seq-rnn train RECIPE --resume "
+                f"--output-dir {self.trainer.run.path}"
+            )
+
+
+class _NullBar:
+    def update(self, loss: float, rate: float) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class _Bar:
+    def __init__(self, total: int | None, initial: int) -> None:
+        from tqdm.auto import tqdm
+
+        self.tqdm = tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True, file=sys.stderr)
+
+    def update(self, loss: float, rate: float) -> None:
+        self.tqdm.set_postfix(loss=f"{loss:.3f}", tok_s=f"{rate:.0f}", refresh=False)
+        self.tqdm.update(1)
+
+    def close(self) -> None:
+        self.tqdm.close()
+
+
+def _progress_bar(total: int | None, initial: int, main: bool) -> _Bar | _NullBar:
+    return _Bar(total, initial) if main and sys.stderr.isatty() else _NullBar()
+
+
+def _chunks(n: int, size: int) -> list[list[int]]:
+    return [list(range(i, min(i + size, n))) for i in range(0, n, size)]
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drop metric lines written after the checkpoint we resume from."""
+    if not path.is_file():
+        return
+    lines = path.read_text(encoding="utf-8").splitlines()
+    kept = [line for line in lines if line.strip() and json.loads(line).get("step", 0) <= step]
+    path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+
+
+def _log_to_file(path: Path) -> None:
+    root = logging.getLogger("seq2seq_rnn")
+    if any(isinstance(h, logging.FileHandler) and Path(h.baseFilename) == path.resolve() for h in root.handlers):
+        return
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(handler)

@@ -1,0 +1,102 @@
+"""Translate sentences with a trained run: the public inference API."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from seq2seq_rnn.checkpoint import load_checkpoint, load_model_state
+from seq2seq_rnn.config import Recipe
+from seq2seq_rnn.data.batching import collate, sentence_batches
+from seq2seq_rnn.data.tokenizer import BOS_ID, EOS_ID, SubwordTokenizer
+from seq2seq_rnn.model import Seq2Seq
+from seq2seq_rnn.rundir import RunDir
+from seq2seq_rnn.search import Hypothesis, beam_search, greedy_search, max_lengths
+
+log = logging.getLogger(__name__)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        from seq2seq_rnn.errors import ConfigError
+
+        raise ConfigError("train.device: 'cuda' was requested but no CUDA device is available")
+    return torch.device(name)
+
+
+class Translator:
+    """A model, its tokenizer and decoding settings.
+
+    >>> Translator.load("runs/multi30k_de_en_lstm").translate(["Ein Hund läuft."], beam_size=5)
+    """
+
+    def __init__(self, recipe: Recipe, tokenizer: SubwordTokenizer, model: Seq2Seq, device: torch.device) -> None:
+        self.recipe = recipe
+        self.tokenizer = tokenizer
+        self.model = model
+        self.device = device
+        self.max_source_length = 2 * recipe.data.max_length
+
+    @classmethod
+    def load(cls, run_dir: str | Path, checkpoint: str = "best", device: str = "auto") -> Translator:
+        run = RunDir(Path(run_dir))
+        recipe = run.load_recipe()
+        tokenizer = SubwordTokenizer.load(run.tokenizer)
+        model = Seq2Seq.from_config(recipe.model, tokenizer.source_vocab_size, tokenizer.target_vocab_size)
+        path = run.checkpoint(checkpoint)
+        load_model_state(model, load_checkpoint(path)["model"], path)
+        dev = resolve_device(device)
+        return cls(recipe, tokenizer, model.to(dev).eval(), dev)
+
+    def translate(
+        self,
+        sentences: Sequence[str],
+        beam_size: int | None = None,
+        batch_size: int | None = None,
+        length_penalty: float | None = None,
+    ) -> list[str]:
+        """Detokenized translations, in input order; an empty line gives an empty line."""
+        nbest = self.translate_nbest(sentences, beam_size, batch_size, length_penalty, nbest=1)
+        return [self.tokenizer.decode_target([hyps[0].tokens])[0] if hyps else "" for hyps in nbest]
+
+    def translate_nbest(
+        self,
+        sentences: Sequence[str],
+        beam_size: int | None = None,
+        batch_size: int | None = None,
+        length_penalty: float | None = None,
+        nbest: int = 1,
+    ) -> list[list[Hypothesis]]:
+        """Up to ``nbest`` hypotheses per sentence (token ids), best first."""
+        dec = self.recipe.decode
+        beam = beam_size or dec.beam_size
+        alpha = dec.length_penalty if length_penalty is None else length_penalty
+        ids = self._encode(sentences)
+        results: list[list[Hypothesis]] = [[] for _ in sentences]
+        todo = [i for i, seq in enumerate(ids) if seq]
+        self.model.eval()
+        for chunk in sentence_batches([len(ids[i]) for i in todo], batch_size or dec.batch_size):
+            index = [todo[j] for j in chunk]
+            batch = collate([ids[i] for i in index], None).to(self.device)
+            caps = max_lengths(batch.src_lengths, dec.max_length_ratio, dec.max_length_offset)
+            if beam == 1 and nbest == 1:
+                hyps = [[h] for h in greedy_search(self.model, batch.src, batch.src_lengths, caps, BOS_ID, EOS_ID)]
+            else:
+                hyps = beam_search(
+                    self.model, batch.src, batch.src_lengths, caps, BOS_ID, EOS_ID, beam, alpha, min(nbest, beam)
+                )
+            for i, h in zip(index, hyps, strict=True):
+                results[i] = h
+        return results
+
+    def _encode(self, sentences: Sequence[str]) -> list[list[int]]:
+        ids = self.tokenizer.encode_source([s.strip() for s in sentences])
+        cut = sum(len(seq) > self.max_source_length for seq in ids)
+        if cut:
+            log.warning("%d source sentence(s) cut to %d subwords", cut, self.max_source_length)
+        return [seq[: self.max_source_length] for seq in ids]
