@@ -71,7 +71,6 @@ class Registry:
         """Read the entry-point group from installed metadata (no imports)."""
         if self._plugins_scanned:
             return
-        self._plugins_scanned = True
         found: dict[str, Entry] = {}
         for ep in metadata.entry_points(group=self.group):
             dist = getattr(ep, "dist", None)
@@ -89,6 +88,7 @@ class Registry:
                     f"({previous.target}) and {entry.origin} ({entry.target}); uninstall one"
                 )
             found[ep.name] = entry
+        self._plugins_scanned = True  # only after a clean scan: a conflict stays an error on every call
         for name, entry in found.items():
             self._entries.setdefault(name, entry)
 

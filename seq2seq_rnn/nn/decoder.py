@@ -13,7 +13,6 @@ import torch
 from torch import Tensor, nn
 
 from seq2seq_rnn.cells import State, build_cell
-from seq2seq_rnn.cells.base import step_loop
 from seq2seq_rnn.nn.attention import Attention, NoAttention
 from seq2seq_rnn.nn.layers import flatten_states, unflatten_states
 
@@ -147,7 +146,7 @@ class Decoder(nn.Module):
         states, _ = self._split(flat)
         x = self.embedding_dropout(self.embed(tgt_in))  # (B, T, E)
         for layer, cell in enumerate(self.cells):
-            h, _ = cell.forward_sequence(x, states[layer]) if self.fused else step_loop(cell, x, states[layer], None)
+            h, _ = cell.forward_sequence(x, states[layer])
             h = self.dropout(h)
             x = h + x if self.residual and layer > 0 else h
         att, _ = self._attend(x, mem)

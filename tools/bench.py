@@ -1,0 +1,235 @@
+#!/usr/bin/env python
+"""Benchmarks: training throughput against the machine's matmul peak, plugin vs
+fused cells, decoding speed, and peak memory — as ratios measured in one run.
+
+    python tools/bench.py [--recipe recipes/multi30k_de_en_lstm.yaml] [--run-dir runs/multi30k_de_en_lstm]
+                          [--json bench.json] [--only peak,train,cells,decode]
+
+Each benchmark runs in its own subprocess so its peak memory (max RSS, or CUDA
+max allocated) is its own. Not a test: nothing here asserts a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+# ------------------------------------------------------------------ helpers
+def _timeit(fn: Any, repeats: int, warmup: int = 2) -> float:
+    """Median seconds per call."""
+    import torch
+
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2]
+
+
+def _device() -> Any:
+    import torch
+
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+# ------------------------------------------------------------------ benchmarks
+def bench_peak(args: argparse.Namespace) -> dict[str, Any]:
+    """Dense fp32 matmul GFLOP/s through each library path torch uses here."""
+    import torch
+
+    m, k, n = 4096, 1024, 1024
+    dev = _device()
+    a, b = torch.randn(m, k, device=dev), torch.randn(k, n, device=dev)
+    out = {"mm_gflops": 2 * m * k * n / _timeit(lambda: torch.mm(a, b), 10) / 1e9}
+    if dev.type == "cpu" and torch.backends.mkldnn.is_available():
+        am, bm = a.to_mkldnn(), b.t().contiguous().to_mkldnn()
+        out["onednn_gflops"] = 2 * m * k * n / _timeit(lambda: torch._C._nn.mkldnn_linear(am, bm, None), 10) / 1e9
+    out["peak_gflops"] = max(out.values())
+    return out
+
+
+def _synthetic_batch(batch_tokens: int, vocab: int, dev: Any) -> Any:
+    """A Multi30k-shaped batch: lengths around 17 ± 5 subwords."""
+    import torch
+
+    from seq2seq_rnn.data.batching import collate
+
+    g = torch.Generator().manual_seed(0)
+    n = max(1, batch_tokens // 19)
+    lengths = (torch.randn(n, generator=g) * 4 + 17).clamp(5, 40).long().tolist()
+    src = [torch.randint(4, vocab, (ln,), generator=g).tolist() for ln in lengths]
+    tgt = [torch.randint(4, vocab, (ln + 1,), generator=g).tolist() for ln in lengths]
+    return collate(src, tgt).to(dev)
+
+
+def bench_train(args: argparse.Namespace) -> dict[str, Any]:
+    """Training steps of the recipe's model; FLOPs counted on the step-by-step
+    path (same math, countable matmuls), time measured on the fused path."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from seq2seq_rnn.config import load_recipe
+    from seq2seq_rnn.model import Seq2Seq
+    from seq2seq_rnn.train import token_loss
+
+    recipe = load_recipe(args.recipe)
+    vocab = recipe.tokenizer.vocab_size
+    dev = _device()
+    model = Seq2Seq.from_config(recipe.model, vocab, vocab).to(dev)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+    batch = _synthetic_batch(recipe.train.batch_tokens, vocab, dev)
+
+    def step() -> None:
+        logits = model(batch.src, batch.src_lengths, batch.tgt_in)
+        loss, n = token_loss(logits, batch.tgt_out, 0.1)
+        (loss / n).backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    model.set_fused(False)
+    with FlopCounterMode(display=False) as counter:
+        step()
+    flops = counter.get_total_flops()
+    model.set_fused(True)
+    seconds = _timeit(step, args.repeats)
+    return {
+        "batch_sentences": batch.size, "target_tokens": batch.ntokens, "step_seconds": seconds,
+        "tokens_per_sec": batch.ntokens / seconds, "gflop_per_step": flops / 1e9,
+        "achieved_gflops": flops / seconds / 1e9,
+    }
+
+
+def bench_cells(args: argparse.Namespace) -> dict[str, Any]:
+    """A plain-PyTorch plugin-style LSTM (one step per call) vs the fused built-in."""
+    import torch
+
+    from seq2seq_rnn.cells.builtin import LSTMCell
+
+    sys.path.insert(0, str(ROOT / "plugins" / "seq2seq-rnn-layernorm"))
+    from seq2seq_rnn_layernorm.cell import LayerNormLSTMCell
+
+    dev = _device()
+    b, t, h = 64, 30, args.cell_hidden
+    x = torch.randn(b, t, h, device=dev, requires_grad=True)
+    lengths = torch.full((b,), t)
+    out: dict[str, Any] = {"shape": f"B={b} T={t} I=H={h}"}
+    for name, cell in (("builtin_lstm", LSTMCell(h, h)), ("plugin_layernorm_lstm", LayerNormLSTMCell(h, h))):
+        cell = cell.to(dev)
+        state = cell.initial_state(b, dev, x.dtype)
+
+        def run(cell: Any = cell, state: Any = state) -> None:
+            y, _ = cell.forward_sequence(x, state, lengths)
+            y.sum().backward()
+
+        out[f"{name}_seconds"] = _timeit(run, args.repeats)
+    out["plugin_over_builtin"] = out["plugin_layernorm_lstm_seconds"] / out["builtin_lstm_seconds"]
+    return out
+
+
+def bench_decode(args: argparse.Namespace) -> dict[str, Any]:
+    """Sentences/second on the recipe's test split with a trained run."""
+    from seq2seq_rnn.data.corpus import load_split
+    from seq2seq_rnn.translator import Translator
+
+    if not (Path(args.run_dir) / "recipe.yaml").is_file():
+        return {"skipped": f"no trained run at {args.run_dir}"}
+    translator = Translator.load(args.run_dir)
+    sources = load_split(translator.recipe.data, "test").sources
+    out: dict[str, Any] = {"sentences": len(sources)}
+    for beam in (1, 5):
+        for batch_size in (64, 1):
+            subset = sources if batch_size > 1 else sources[: args.single_sentences]
+            start = time.perf_counter()
+            translator.translate(subset, beam_size=beam, batch_size=batch_size)
+            seconds = time.perf_counter() - start
+            out[f"beam{beam}_batch{batch_size}_sent_per_sec"] = len(subset) / seconds
+            if batch_size > 1:
+                out[f"beam{beam}_batch{batch_size}_total_seconds"] = seconds
+    return out
+
+
+BENCHES = {"peak": bench_peak, "train": bench_train, "cells": bench_cells, "decode": bench_decode}
+
+
+# ------------------------------------------------------------------ driver
+def _run_one(name: str, argv: list[str]) -> dict[str, Any]:
+    """Run one benchmark in a subprocess; add its peak memory."""
+    proc = subprocess.Popen([sys.executable, __file__, "--child", name, *argv], stdout=subprocess.PIPE, text=True)
+    output = proc.stdout.read() if proc.stdout else ""
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        return {"error": f"exit status {proc.returncode}"}
+    result = json.loads(output.strip().splitlines()[-1])
+    result.setdefault("peak_rss_mb", usage.ru_maxrss / 1024)
+    return result
+
+
+def _child(name: str, args: argparse.Namespace) -> None:
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    result = BENCHES[name](args)
+    if torch.cuda.is_available():
+        result["cuda_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    print(json.dumps(result))
+
+
+def _print_table(results: dict[str, dict[str, Any]]) -> None:
+    for name, values in results.items():
+        print(f"[{name}]")
+        for key, value in values.items():
+            print(f"  {key:<36} {value:.4g}" if isinstance(value, float) else f"  {key:<36} {value}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--recipe", default=str(ROOT / "recipes" / "multi30k_de_en_lstm.yaml"))
+    parser.add_argument("--run-dir", default=str(ROOT / "runs" / "multi30k_de_en_lstm"))
+    parser.add_argument("--json", default="bench.json")
+    parser.add_argument("--only", default=",".join(BENCHES))
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads; 0 = torch's default")
+    parser.add_argument("--cell-hidden", type=int, default=512)
+    parser.add_argument("--single-sentences", type=int, default=100, help="sentences decoded one at a time")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args, _ = parser.parse_known_args()
+    if args.child:
+        _child(args.child, args)
+        return 0
+    argv = [a for a in sys.argv[1:]]
+    results = {name: _run_one(name, argv) for name in args.only.split(",")}
+    if "peak" in results and "train" in results and "achieved_gflops" in results["train"]:
+        results["train"]["fraction_of_peak"] = results["train"]["achieved_gflops"] / results["peak"]["peak_gflops"]
+    import platform
+
+    import torch
+
+    results["machine"] = {"platform": platform.platform(), "processor": platform.processor(),
+                          "cpus": os.cpu_count(), "torch": torch.__version__,
+                          "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
+    _print_table(results)
+    Path(args.json).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
