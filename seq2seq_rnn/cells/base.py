@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from seq2seq_rnn.cells.hoist import HoistedCell, agrees, hoist, hoisted_loop
 from seq2seq_rnn.errors import ConfigError, PluginError
 
 State = tuple[Tensor, ...]
@@ -51,7 +52,13 @@ class RecurrentCell(nn.Module):
         With ``lengths`` (B,), outputs past a sentence's length are zero and its
         final state is the state after its last real token.
         """
-        return step_loop(self, x, state, lengths)
+        plan = self.__dict__.get("_hoisted_plan", False)
+        if plan is False:  # first call: try once to hoist the input-only work out of the loop
+            plan = _plan_for(self, len(state))
+            object.__setattr__(self, "_hoisted_plan", plan)  # not a submodule: no duplicate parameters
+        if plan is None or not _HOISTING[0]:
+            return step_loop(self, x, state, lengths)
+        return hoisted_loop(plan, x, state, lengths)
 
     def reset_parameters_for(self, recurrent: str, forget_bias: float) -> None:
         """Recurrent initialisation hook; the model first sets every weight to
@@ -64,11 +71,26 @@ class RecurrentCell(nn.Module):
                 orthogonal_blocks_(param)
 
 
+_HOISTING = [True]  # a switch for tests and benchmarks
+
+
+def set_hoisting(enabled: bool) -> None:
+    """Turn loop-invariant hoisting of plugin cells on or off (default on)."""
+    _HOISTING[0] = enabled
+
+
+def _plan_for(cell: RecurrentCell, n_state: int) -> HoistedCell | None:
+    plan = hoist(cell, n_state)
+    if plan is not None and not agrees(cell, plan, cell.input_size):
+        return None
+    return plan
+
+
 def step_loop(cell: RecurrentCell, x: Tensor, state: State, lengths: Tensor | None) -> tuple[Tensor, State]:
     """The reference sequence path: one :meth:`RecurrentCell.forward` per step."""
     outputs = []
-    for t in range(x.size(1)):
-        h, new_state = cell(x[:, t], state)
+    for t, x_t in enumerate(x.unbind(1)):  # unbind: a cheap backward, unlike x[:, t]
+        h, new_state = cell(x_t, state)
         if lengths is not None:
             alive = (t < lengths).unsqueeze(1)  # (B, 1)
             h = h * alive

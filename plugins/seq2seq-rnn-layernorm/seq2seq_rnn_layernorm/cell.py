@@ -88,21 +88,3 @@ class LayerNormLSTMCell(RecurrentCell):
     def forward(self, x: Tensor, state: State) -> tuple[Tensor, State]:
         """x (B, I), state (h, c) → h (B, H), new state."""
         return self._step(self._project_input(x), state)
-
-    def forward_sequence(self, x: Tensor, state: State, lengths: Tensor | None = None) -> tuple[Tensor, State]:
-        """x (B, T, I) → outputs (B, T, H), final state.
-
-        Same function as the base class's step loop (tested), but the input
-        projection of all T steps is one matrix product instead of T.
-        """
-        x_proj = self._project_input(x)  # (B, T, 4H)
-        outputs = []
-        for t in range(x.size(1)):
-            h, new_state = self._step(x_proj[:, t], state)
-            if lengths is not None:  # freeze finished sentences, zero their outputs
-                alive = (t < lengths.to(x.device)).unsqueeze(1)  # (B, 1)
-                h = h * alive
-                new_state = tuple(torch.where(alive, n, s) for n, s in zip(new_state, state, strict=True))
-            outputs.append(h)
-            state = new_state
-        return torch.stack(outputs, dim=1), state

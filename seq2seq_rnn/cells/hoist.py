@@ -1,0 +1,138 @@
+"""Loop-invariant hoisting for plugin cells: compute the input-only part of a
+cell's step for the whole sequence at once.
+
+A plugin cell is written one time step at a time. Most of a step's work that
+depends on x_t only — typically the input projection W_x x_t, perhaps a layer
+norm — does not need the recurrence, so it can run as one large matrix product
+over all B·T positions instead of T small ones. This module traces
+``cell.forward`` with ``torch.fx``, splits its graph into the x-only part
+(hoisted) and the rest (the per-step recurrence), and checks numerically that
+the split computes the same function before it is ever used. Any cell that
+cannot be traced or split safely (data-dependent control flow, batch-mixing
+ops on x, non-tensor values) silently keeps the plain step loop.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+import torch.fx as fx
+from torch import Tensor, nn
+
+log = logging.getLogger(__name__)
+
+
+class HoistedCell(nn.Module):
+    """``pre`` maps x (N, I) to the hoisted values (N, ·) ...; ``step`` maps
+    (hoisted values at t ..., *state) to the cell's (h, state) output."""
+
+    def __init__(self, pre: fx.GraphModule, step: fx.GraphModule, n_hoisted: int) -> None:
+        super().__init__()
+        self.pre, self.step, self.n_hoisted = pre, step, n_hoisted
+
+    def precompute(self, x: Tensor) -> list[Tensor]:
+        """x (B, T, I) → hoisted values, each (B, T, ·)."""
+        b, t = x.shape[:2]
+        flat = self.pre(x.reshape(b * t, *x.shape[2:]))
+        return [v.reshape(b, t, *v.shape[1:]) for v in flat]
+
+
+COMPUTE = ("call_function", "call_method", "call_module")
+
+
+def _split(gm: fx.GraphModule) -> tuple[fx.Graph, fx.Graph, int] | None:
+    """Split a traced step into (pre: x → hoisted values, step: hoisted, *state → output)."""
+    nodes = list(gm.graph.nodes)
+    x_node, *state_nodes = (n for n in nodes if n.op == "placeholder")
+    x_only: set[fx.Node] = set()  # computed from x and parameters alone
+    for node in nodes:
+        inputs = node.all_input_nodes
+        if (
+            node.op in COMPUTE
+            and any(a is x_node or a in x_only for a in inputs)
+            and all(a is x_node or a in x_only or a.op == "get_attr" for a in inputs)
+        ):
+            x_only.add(node)
+    if not x_only:
+        return None
+    # What the per-step part reads of the x-only world: hoisted values (x itself if used directly).
+    hoisted = [n for n in [x_node, *x_only] if any(u not in x_only for u in n.users)]
+    hoisted.sort(key=nodes.index)
+    pre = fx.Graph()
+    env: dict[fx.Node, fx.Node] = {x_node: pre.placeholder("x")}
+    for node in nodes:
+        if node.op == "get_attr" or node in x_only:
+            env[node] = pre.node_copy(node, lambda n: env[n])
+    pre.output(tuple(env[n] for n in hoisted))
+    step = fx.Graph()
+    senv = {n: step.placeholder(f"hoisted_{i}") for i, n in enumerate(hoisted)}
+    senv.update({n: step.placeholder(f"state_{i}") for i, n in enumerate(state_nodes)})
+    for node in nodes:
+        if node.op != "placeholder" and node not in x_only:
+            senv[node] = step.node_copy(node, lambda n: senv[n])
+    return pre, step, len(hoisted)
+
+
+def hoist(cell: nn.Module, n_state: int) -> HoistedCell | None:
+    """Trace and split ``cell``; None when the cell must keep the plain loop."""
+    try:
+        traced = fx.symbolic_trace(cell, concrete_args={"state": tuple(fx.PH for _ in range(n_state))})
+        parts = _split(traced)
+    except Exception as exc:  # untraceable code is normal for plugins: keep the plain loop
+        log.debug("cell %s not hoisted: %s", type(cell).__name__, exc)
+        return None
+    if parts is None:
+        return None
+    pre, step, n = parts
+    return HoistedCell(fx.GraphModule(cell, pre), fx.GraphModule(cell, step), n)
+
+
+@torch.no_grad()
+def agrees(cell: nn.Module, hoisted: HoistedCell, input_size: int) -> bool:
+    """Does the split compute what ``cell.forward`` computes (B=3, T=4)?"""
+    param = next(cell.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
+    gen = torch.Generator(device="cpu").manual_seed(0)
+    x = torch.randn(3, 4, input_size, generator=gen).to(device=device, dtype=dtype)
+    state = tuple(
+        torch.randn(s.shape, generator=gen).to(device=device, dtype=dtype) for s in cell.initial_state(3, device, dtype)
+    )
+    try:
+        pre = hoisted.precompute(x)
+        if any(not isinstance(v, Tensor) or v.shape[:2] != (3, 4) for v in pre):
+            return False
+        ref_state, got_state = state, state
+        for t in range(4):
+            ref_h, ref_state = cell(x[:, t], ref_state)
+            got_h, got_state = _unpack(hoisted.step(*[v[:, t] for v in pre], *got_state))
+            if not torch.allclose(ref_h, got_h, rtol=1e-4, atol=1e-5):
+                return False
+        return all(torch.allclose(a, b, rtol=1e-4, atol=1e-5) for a, b in zip(ref_state, got_state, strict=True))
+    except Exception:
+        return False
+
+
+def _unpack(out: Any) -> tuple[Tensor, tuple[Tensor, ...]]:
+    """The step graph returns the cell's (h, state) flattened: [h, *state]."""
+    return out[0], tuple(out[1:])
+
+
+def hoisted_loop(
+    plan: HoistedCell, x: Tensor, state: tuple[Tensor, ...], lengths: Tensor | None
+) -> tuple[Tensor, tuple[Tensor, ...]]:
+    """Like ``step_loop``, with the x-only work done once for all time steps."""
+    # unbind, not v[:, t]: its backward is one stack instead of T full-size zero tensors
+    steps = list(zip(*(v.unbind(1) for v in plan.precompute(x)), strict=True))  # T × (B, ·) tuples
+    outputs = []
+    for t, hoisted in enumerate(steps):
+        h, new_state = _unpack(plan.step(*hoisted, *state))
+        if lengths is not None:
+            alive = (t < lengths).unsqueeze(1)  # (B, 1)
+            h = h * alive
+            new_state = tuple(torch.where(alive, n, s) for n, s in zip(new_state, state, strict=True))
+        outputs.append(h)
+        state = new_state
+    return torch.stack(outputs, dim=1), state
