@@ -1,0 +1,71 @@
+"""Checkpoint averaging is the mean; an ensemble of one is the model itself."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from seq2seq_rnn.config import ModelConfig
+from seq2seq_rnn.ensemble import Ensemble, average_state_dicts
+from seq2seq_rnn.errors import CheckpointError
+from seq2seq_rnn.model import Seq2Seq
+from seq2seq_rnn.search import beam_search, greedy_search, max_lengths
+
+CFG = ModelConfig.model_validate(
+    {
+        "encoder": {"embedding_size": 8, "hidden_size": 12, "layers": 2},
+        "decoder": {"embedding_size": 12, "hidden_size": 12, "layers": 2},
+    }
+)
+
+
+def model(seed: int) -> Seq2Seq:
+    torch.manual_seed(seed)
+    return Seq2Seq.from_config(CFG, 20, 18).eval()
+
+
+def batch() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    src = torch.tensor([[5, 6, 7, 8, 9], [4, 11, 12, 0, 0]])
+    lengths = torch.tensor([5, 3])
+    return src, lengths, max_lengths(lengths, 2.0, 3)
+
+
+def test_average_is_the_elementwise_mean() -> None:
+    states = [model(s).state_dict() for s in (1, 2, 3)]
+    avg = average_state_dicts(states)
+    for key, value in avg.items():
+        expected = (states[0][key] + states[1][key] + states[2][key]) / 3
+        torch.testing.assert_close(value, expected)
+    single = average_state_dicts(states[:1])
+    assert all(torch.equal(single[k], states[0][k]) for k in single)
+
+
+def test_average_refuses_different_models() -> None:
+    other = Seq2Seq.from_config(ModelConfig.model_validate({"encoder": {"hidden_size": 10}}), 20, 18)
+    with pytest.raises(CheckpointError, match="same parameters"):
+        average_state_dicts([model(1).state_dict(), other.state_dict()])
+
+
+def test_ensemble_of_one_equals_the_model() -> None:
+    m = model(4)
+    src, lengths, caps = batch()
+    single = beam_search(m, src, lengths, caps, 2, 3, beam_size=3, nbest=3)
+    ens = beam_search(Ensemble([m]), src, lengths, caps, 2, 3, beam_size=3, nbest=3)
+    for a, b in zip(single, ens, strict=True):
+        assert [h.tokens for h in a] == [h.tokens for h in b]
+        assert [h.score for h in a] == pytest.approx([h.score for h in b], abs=1e-5)
+    assert [h.tokens for h in greedy_search(m, src, lengths, caps, 2, 3)] == [
+        h.tokens for h in greedy_search(Ensemble([m]), src, lengths, caps, 2, 3)
+    ]
+
+
+def test_ensemble_averages_probabilities() -> None:
+    a, b = model(5), model(6)
+    src, lengths, _ = batch()
+    ens = Ensemble([a, b])
+    mem, state = ens.encode(src, lengths)
+    prev = torch.full((2,), 2)
+    mixed, _, _ = ens.decode_step(prev, state, mem)
+    pa = torch.softmax(a.decode_step(prev, *reversed(a.encode(src, lengths)))[0], -1)
+    pb = torch.softmax(b.decode_step(prev, *reversed(b.encode(src, lengths)))[0], -1)
+    torch.testing.assert_close(mixed.exp(), (pa + pb) / 2)
