@@ -1,0 +1,199 @@
+"""What runs inside a Ray worker: the ordinary Trainer, plus run-directory snapshots.
+
+Every worker trains in its own scratch run directory on its node. A checkpoint
+reported to Ray is a *snapshot of a whole run directory* (recipe.yaml,
+tokenizer/, checkpoints/last.pt + best.pt, metrics.jsonl, train.log), so the
+latest checkpoint in Ray's storage is itself a run directory that
+``seq2seq-rnn translate/evaluate`` can read, and restoring it is a copy.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import ray
+import torch
+import torch.distributed as dist
+
+from seq2seq_rnn.config import validate_recipe
+from seq2seq_rnn.train import Hooks, Trainer
+
+log = logging.getLogger("seq2seq_rnn.integrations.ray")
+
+STATE_FILES = ("metrics.jsonl", "train.log", "checkpoints/last.pt", "checkpoints/best.pt")
+# Test-only fault injection (see tests/test_ray_train.py): the last rank exits hard
+# before step K, once (the marker file remembers that it happened).
+CRASH_AT_STEP_ENV = "SEQ2SEQ_RNN_TEST_CRASH_AT_STEP"
+CRASH_MARKER_ENV = "SEQ2SEQ_RNN_TEST_CRASH_MARKER"
+
+
+# ------------------------------------------------------------ run-dir files
+def pack_run_dir(run_dir: Path, with_state: bool) -> dict[str, bytes]:
+    """recipe.yaml and tokenizer/ (and, ``with_state``, the training state) as {relative path: bytes}."""
+    files = [run_dir / "recipe.yaml", *sorted((run_dir / "tokenizer").glob("*"))]
+    if with_state:
+        files += [run_dir / name for name in STATE_FILES]
+    return {str(f.relative_to(run_dir)): f.read_bytes() for f in files if f.is_file()}
+
+
+def unpack_run_dir(files: dict[str, bytes], run_dir: Path) -> None:
+    for name, content in files.items():
+        path = run_dir / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content)
+
+
+def snapshot_run_dir(run_dir: Path, dest: Path) -> None:
+    """Hard-link (else copy) the files a run directory needs into ``dest``.
+
+    Checkpoints are replaced by rename, never rewritten in place, so a link
+    keeps the version it was taken from.
+    """
+    for name in ("recipe.yaml", *STATE_FILES, *(str(f.relative_to(run_dir)) for f in run_dir.glob("tokenizer/*"))):
+        src = run_dir / name
+        if not src.is_file():
+            continue
+        target = dest / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(src, target)
+        except OSError:
+            shutil.copy2(src, target)
+
+
+def restore_run_dir(snapshot: Path, run_dir: Path) -> None:
+    """Copy a snapshot over ``run_dir`` (files the snapshot lacks are left alone)."""
+    for src in snapshot.rglob("*"):
+        if src.is_file():
+            target = run_dir / src.relative_to(snapshot)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(f".{target.name}.restore")
+            shutil.copyfile(src, tmp)
+            os.replace(tmp, target)
+
+
+# ------------------------------------------------------------ sessions
+@dataclass
+class Session:
+    """How a worker talks to Ray: Train (a rank of a worker group) or Tune (one trial process)."""
+
+    rank: int
+    world_size: int
+    get_checkpoint: Callable[[], Any]
+    report: Callable[[dict[str, Any], Path | None], None]
+    hooks: Callable[[], dict[str, Any]]
+
+
+def train_session() -> Session:
+    import ray.train
+    import ray.train.torch
+
+    ctx = ray.train.get_context()
+
+    def report(metrics: dict[str, Any], snapshot: Path | None) -> None:
+        checkpoint = ray.train.Checkpoint.from_directory(str(snapshot)) if snapshot else None
+        name = f"step_{int(metrics['step']):09d}{'_final' if metrics.get('final') else ''}"
+        ray.train.report(metrics, checkpoint=checkpoint, checkpoint_dir_name=name)
+
+    def hooks() -> dict[str, Any]:
+        return {
+            "wrap_model": ray.train.torch.prepare_model,
+            "all_reduce_sum": _all_reduce_sum,
+            "device": ray.train.torch.get_device(),
+        }
+
+    return Session(ctx.get_world_rank(), ctx.get_world_size(), ray.train.get_checkpoint, report, hooks)
+
+
+def tune_session() -> Session:
+    from ray import tune
+
+    def report(metrics: dict[str, Any], snapshot: Path | None) -> None:
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(snapshot)) if snapshot else None)
+
+    return Session(0, 1, tune.get_checkpoint, report, dict)
+
+
+def _all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
+    dist.all_reduce(tensor, op=dist.ReduceOp.SUM)  # in place
+    return tensor
+
+
+# ------------------------------------------------------------ the loop
+def train_worker(config: dict[str, Any]) -> None:
+    """``train_loop_per_worker`` of the TorchTrainer: one rank of a data-parallel run."""
+    run_worker(config, train_session())
+
+
+def run_worker(config: dict[str, Any], session: Session) -> dict[str, Any]:
+    """Train ``config["recipe"]`` (a plain dict) in a scratch run directory; report snapshots.
+
+    ``config["seed_files"]``: an object ref to :func:`pack_run_dir` output (the driver's
+    tokenizer, so every rank uses the same one, and its state when resuming), or None.
+    The latest Ray checkpoint, if any (a restarted worker group or a resumed run), wins.
+    """
+    _configure_logging(session.rank)
+    scratch = Path(tempfile.mkdtemp(prefix=f"seq2seq-rnn-rank{session.rank}-"))
+    try:
+        if config.get("seed_files") is not None:
+            unpack_run_dir(ray.get(config["seed_files"]), scratch)
+        checkpoint = session.get_checkpoint()
+        if checkpoint is not None:
+            with checkpoint.as_directory() as folder:
+                restore_run_dir(Path(folder), scratch)
+        recipe = validate_recipe(config["recipe"], "recipe")
+        resume = (scratch / "checkpoints" / "last.pt").is_file()
+
+        def report(metrics: dict[str, Any], checkpoints: Path | None) -> None:
+            _report_snapshot(session, scratch, metrics, is_main=checkpoints is not None)
+
+        hooks = Hooks(rank=session.rank, world_size=session.world_size, report=report, **session.hooks())
+        trainer = Trainer(recipe, scratch, resume=resume, hooks=hooks)
+        _inject_fault_for_tests(trainer)
+        last = trainer.fit()
+        if config.get("final_report"):  # the finished state (progress.finished, last log lines)
+            _report_snapshot(session, scratch, {**last, "final": True}, is_main=session.rank == 0)
+        return last
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _report_snapshot(session: Session, run_dir: Path, metrics: dict[str, Any], is_main: bool) -> None:
+    """Every rank calls this (Ray's report is a barrier); only rank 0 attaches a checkpoint."""
+    if not is_main:
+        session.report(metrics, None)
+        return
+    with tempfile.TemporaryDirectory(prefix="seq2seq-rnn-ckpt-", dir=run_dir.parent) as tmp:
+        snapshot_run_dir(run_dir, Path(tmp))
+        session.report(metrics, Path(tmp))  # uploads synchronously
+
+
+def _configure_logging(rank: int) -> None:
+    logging.basicConfig(
+        level=logging.INFO if rank == 0 else logging.WARNING, format="%(asctime)s %(message)s", datefmt="%H:%M:%S"
+    )
+    logging.getLogger("seq2seq_rnn").setLevel(logging.INFO if rank == 0 else logging.WARNING)
+
+
+def _inject_fault_for_tests(trainer: Trainer) -> None:
+    at, marker = os.environ.get(CRASH_AT_STEP_ENV), os.environ.get(CRASH_MARKER_ENV)
+    hooks = trainer.hooks
+    if not at or not marker or hooks.rank != hooks.world_size - 1 or Path(marker).exists():
+        return
+    inner = hooks.all_reduce_sum
+
+    def reduce_or_die(tensor: torch.Tensor) -> torch.Tensor:
+        if trainer.progress.step + 1 == int(at) and not Path(marker).exists():
+            Path(marker).write_text(f"rank {hooks.rank} exited before step {at}\n", encoding="utf-8")
+            log.warning("test fault injection: rank %d exits before step %s", hooks.rank, at)
+            os._exit(1)
+        return inner(tensor)
+
+    hooks.all_reduce_sum = reduce_or_die
