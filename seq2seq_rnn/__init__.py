@@ -19,8 +19,17 @@ if TYPE_CHECKING:
 
 __version__ = "0.1.0"
 __all__ = [
-    "CheckpointError", "ConfigError", "DataError", "PluginError", "Recipe", "RecurrentCell", "Seq2SeqError",
-    "Translator", "load_recipe", "register_attention", "register_cell",
+    "CheckpointError",
+    "ConfigError",
+    "DataError",
+    "PluginError",
+    "Recipe",
+    "RecurrentCell",
+    "Seq2SeqError",
+    "Translator",
+    "load_recipe",
+    "register_attention",
+    "register_cell",
 ]
 
 _LAZY = {"RecurrentCell": "seq2seq_rnn.cells.base", "Translator": "seq2seq_rnn.translator"}

@@ -109,8 +109,11 @@ def bench_train(args: argparse.Namespace) -> dict[str, Any]:
     model.set_fused(True)
     seconds = _timeit(step, args.repeats)
     return {
-        "batch_sentences": batch.size, "target_tokens": batch.ntokens, "step_seconds": seconds,
-        "tokens_per_sec": batch.ntokens / seconds, "gflop_per_step": flops / 1e9,
+        "batch_sentences": batch.size,
+        "target_tokens": batch.ntokens,
+        "step_seconds": seconds,
+        "tokens_per_sec": batch.ntokens / seconds,
+        "gflop_per_step": flops / 1e9,
         "achieved_gflops": flops / seconds / 1e9,
     }
 
@@ -222,9 +225,13 @@ def main() -> int:
 
     import torch
 
-    results["machine"] = {"platform": platform.platform(), "processor": platform.processor(),
-                          "cpus": os.cpu_count(), "torch": torch.__version__,
-                          "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
+    results["machine"] = {
+        "platform": platform.platform(),
+        "processor": platform.processor(),
+        "cpus": os.cpu_count(),
+        "torch": torch.__version__,
+        "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+    }
     _print_table(results)
     Path(args.json).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     print(f"wrote {args.json}")
