@@ -1,42 +1,94 @@
 """Checkpoints: atomic writes and safe loads (tensors and plain data only).
 
-A checkpoint is written to a temporary file in the same folder, flushed to
-disk and renamed over the old one, so a kill at any moment leaves either the
-old or the new file, never a truncated one. Loading uses
-``torch.load(weights_only=True)``: it never unpickles arbitrary objects.
+A file is written to a temporary file in the same folder, flushed to disk and
+renamed over the old one, so a kill (or a full disk) at any moment leaves
+either the old or the new file, never a truncated one; a kill can leave a
+``.NAME.*.tmp`` file behind, which :func:`remove_stale_temporaries` clears.
+Loading uses ``torch.load(weights_only=True)``: it never unpickles arbitrary
+objects.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
-import tempfile
+import secrets
+import zipfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import torch
 
 from seq2seq_rnn.errors import CheckpointError
 
 FORMAT_VERSION = 1
+_TMP_SUFFIX = ".tmp"
 
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
-    """Write ``payload`` (plus the format version) atomically to ``path``."""
+    """Write ``payload`` (plus the format version) atomically to ``path``.
+
+    Any failure (disk full, read-only folder, an object torch cannot save) is a
+    :class:`CheckpointError`, and the previous file at ``path`` is left intact.
+    """
     path = Path(path)
+    try:
+        with atomic_file(path) as handle:
+            torch.save({"format_version": FORMAT_VERSION, **payload}, handle)
+    except OSError as exc:
+        full = " (the disk is full: free some space, then resume)" if exc.errno == errno.ENOSPC else ""
+        raise CheckpointError(
+            f"cannot write checkpoint {path}: {exc}{full}; the previous {path.name}, if any, is intact"
+        ) from exc
+    except Exception as exc:  # e.g. a payload torch.save cannot serialise
+        raise CheckpointError(
+            f"cannot write checkpoint {path}: {type(exc).__name__}: {exc}; the previous {path.name}, if any, is intact"
+        ) from exc
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` (UTF-8) atomically; OSError on failure."""
+    with atomic_file(Path(path)) as handle:
+        handle.write(text.encode("utf-8"))
+
+
+@contextlib.contextmanager
+def atomic_file(path: Path) -> Iterator[IO[bytes]]:
+    """A binary handle whose content replaces ``path`` only if the block completes."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}{_TMP_SUFFIX}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies, as for open()
     try:
         with os.fdopen(fd, "wb") as handle:
-            torch.save({"format_version": FORMAT_VERSION, **payload}, handle)
+            yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-        _fsync_dir(path.parent)
-    except BaseException as exc:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise CheckpointError(f"cannot write checkpoint {path}: {exc}") from exc
+    except BaseException:
+        tmp.unlink(missing_ok=True)
         raise
+    _fsync_dir(path.parent)
+
+
+def remove_stale_temporaries(folder: Path) -> int:
+    """Delete temporary files a killed writer left in ``folder``; returns how many."""
+    removed = 0
+    for tmp in Path(folder).glob(f".*{_TMP_SUFFIX}"):
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+            removed += 1
+    return removed
+
+
+def check_writable(folder: Path) -> None:
+    """Create ``folder`` and a file in it, or raise the OSError that says why not."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    with atomic_file(folder / ".write-test"):
+        pass
+    (folder / ".write-test").unlink()
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -46,6 +98,8 @@ def _fsync_dir(folder: Path) -> None:
         return
     try:
         os.fsync(fd)
+    except OSError:
+        pass
     finally:
         os.close(fd)
 
@@ -55,21 +109,41 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}")
+    _check_integrity(path)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated, corrupt, or holding non-tensor objects
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise CheckpointError(
-            f"{path} is not a readable checkpoint (truncated, corrupt or unsafe): {type(exc).__name__}: {exc}"
+            f"{path} is not a readable checkpoint (truncated, corrupt, or holding objects other than "
+            f"tensors and plain data, which are never unpickled): {type(exc).__name__}: {detail}"
         ) from None
     if not isinstance(payload, dict) or "format_version" not in payload:
         raise CheckpointError(f"{path} is not a seq2seq_rnn checkpoint")
     version = payload["format_version"]
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if not isinstance(version, int) or isinstance(version, bool) or version > FORMAT_VERSION:
         raise CheckpointError(
             f"{path} has checkpoint format {version!r}, newer than this seq2seq_rnn understands "
             f"({FORMAT_VERSION}); upgrade seq2seq_rnn"
         )
+    model = payload.get("model")
+    if not isinstance(model, dict) or not all(isinstance(v, torch.Tensor) for v in model.values()):
+        raise CheckpointError(f"{path} is not a seq2seq_rnn checkpoint (no model weights)")
     return payload
+
+
+def _check_integrity(path: Path) -> None:
+    """Refuse a file whose zip records are truncated or fail their CRC-32."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except Exception as exc:  # BadZipFile, zlib.error, EOFError, ...: truncated or not a checkpoint at all
+        raise CheckpointError(
+            f"{path} is not a readable checkpoint (truncated, corrupt, or not written by seq2seq_rnn): "
+            f"{type(exc).__name__}: {exc}"
+        ) from None
+    if bad is not None:
+        raise CheckpointError(f"{path} is corrupt: record {bad!r} fails its CRC-32 check (a damaged copy?)")
 
 
 def load_model_state(model: torch.nn.Module, state: dict[str, Any], path: Path) -> None:
