@@ -1,4 +1,4 @@
-"""Command line: ``seq2seq-rnn train|translate|evaluate|list-cells``.
+"""Command line: ``seq2seq-rnn train|tune|translate|evaluate|plot|export|list-cells``.
 
 Thin by design: parse, load the recipe, call the library. Errors a user can
 fix (Seq2SeqError) are printed without a traceback and exit with status 2.
@@ -11,8 +11,12 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from seq2seq_rnn.errors import Seq2SeqError, TrainingInterrupted
+
+if TYPE_CHECKING:
+    from seq2seq_rnn.translator import Translator
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -34,10 +38,16 @@ def _parser() -> argparse.ArgumentParser:
         "--resume", action="store_true", help="continue the run in --output-dir from its last checkpoint"
     )
     train.add_argument("--no-test", action="store_true", help="skip the test-set evaluation at the end")
+    train.add_argument("--workers", type=int, help="data-parallel workers on Ray (default: scaling.workers)")
+    train.add_argument("--gpus-per-worker", type=float, help="GPUs per Ray worker (default: scaling.gpus_per_worker)")
+    train.add_argument("--address", help="Ray cluster address (default: scaling.address, RAY_ADDRESS, or a local one)")
 
     translate = sub.add_parser("translate", help="translate stdin to stdout, one sentence per line")
     _run_args(translate)
     translate.add_argument("--batch-size", type=int, help="sentences per batch")
+    translate.add_argument(
+        "--attention-plot", type=Path, metavar="DIR", help="also write an attention heat map per sentence into DIR"
+    )
 
     evaluate = sub.add_parser("evaluate", help="BLEU and chrF (sacrebleu) of a run")
     _run_args(evaluate)
@@ -46,41 +56,117 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--ref", type=Path, help="reference translations of --src")
     evaluate.add_argument("--json", action="store_true", help="print the scores as JSON")
 
+    tune = sub.add_parser("tune", help="run the recipe's sweep: section with Ray Tune")
+    tune.add_argument("recipe", type=Path)
+    tune.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    tune.add_argument("--output-dir", type=Path, help="sweep directory (default: runs/<recipe name>-sweep)")
+    tune.add_argument("--num-samples", type=int, help="override sweep.num_samples")
+    tune.add_argument("--address", help="Ray cluster address (default: scaling.address, RAY_ADDRESS, or a local one)")
+
+    plot = sub.add_parser("plot", help="PNGs of training loss, validation loss/BLEU and learning rate")
+    plot.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR", help="one or more runs (overlaid)")
+    plot.add_argument("--output", type=Path, help="folder for the PNGs (default: RUN_DIR/plots of the first run)")
+
+    export = sub.add_parser("export", help="write a self-contained model that translates without this package")
+    export.add_argument("run_dir", type=Path)
+    export.add_argument("--format", default="torchscript", choices=["torchscript", "onnx"])
+    export.add_argument("--output", type=Path, help="export folder (default: RUN_DIR/export-FORMAT)")
+    export.add_argument("--checkpoint", default="best", help="best, last, or a checkpoint path (default: best)")
+
+    average = sub.add_parser("average", help="average the weights of several checkpoints into one")
+    average.add_argument("run_dir", type=Path)
+    average.add_argument("--checkpoints", type=Path, nargs="+", help="checkpoint files to average")
+    average.add_argument("--last", type=int, help="average the newest N checkpoints kept by train.keep_checkpoints")
+    average.add_argument("--output", type=Path, help="default: RUN_DIR/checkpoints/averaged.pt")
+
     sub.add_parser("list-cells", help="list the registered recurrent cells and where they come from")
     return parser
 
 
 def _run_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run_dir", type=Path)
+    parser.add_argument(
+        "run_dirs", type=Path, nargs="+", metavar="RUN_DIR", help="a run directory; several are decoded as an ensemble"
+    )
     parser.add_argument("--beam-size", type=int, help="default: the recipe's decode.beam_size")
-    parser.add_argument("--checkpoint", default="best", help="best, last, or a checkpoint path (default: best)")
+    parser.add_argument(
+        "--checkpoint",
+        action="append",
+        metavar="best|last|PATH",
+        help="checkpoint to use (default: best); repeat with one RUN_DIR to ensemble its checkpoints",
+    )
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from seq2seq_rnn.config import load_recipe
+    from seq2seq_rnn.integrations import require_ray, uses_ray, with_scaling
     from seq2seq_rnn.model import check_model_config
     from seq2seq_rnn.train import Trainer
 
     recipe = load_recipe(args.recipe, args.overrides)
     check_model_config(recipe.model)  # cell options, attention sizes: fail before any work
     run_dir = args.output_dir or Path("runs") / recipe.name
-    Trainer(recipe, run_dir, resume=args.resume).fit()
+    recipe = with_scaling(recipe, args.workers, args.gpus_per_worker, args.address)
+    if uses_ray(recipe):
+        require_ray("--workers/--address (scaling:)")
+        from seq2seq_rnn.integrations.ray import train_distributed
+
+        train_distributed(recipe, run_dir, resume=args.resume)
+    else:
+        Trainer(recipe, run_dir, resume=args.resume).fit()
     print(f"run directory: {run_dir}")
     if not args.no_test and recipe.data.test is not None:
-        _report(run_dir, "test", None, "best", "auto", as_json=False)
+        _report([(run_dir, "best")], "test", None, "auto", as_json=False)
+    _write_model_card(run_dir, args)
     return 0
 
 
-def _report(run_dir: Path, split: str, beam: int | None, checkpoint: str, device: str, as_json: bool) -> None:
+def _write_model_card(run_dir: Path, args: argparse.Namespace) -> None:
+    from seq2seq_rnn.modelcard import write_model_card
+
+    command = ["train", str(args.recipe), *(a for o in args.overrides for a in ("--set", o))]
+    command += ["--output-dir", str(run_dir)]
+    for flag in ("workers", "gpus_per_worker", "address"):
+        if getattr(args, flag, None) is not None:
+            command += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
+    try:
+        print(f"model card: {write_model_card(run_dir, command)}")
+    except (OSError, ValueError, KeyError, Seq2SeqError) as exc:  # the run itself is fine; say what is missing
+        print(f"warning: no model card written ({type(exc).__name__}: {exc})", file=sys.stderr)
+
+
+def _members(args: argparse.Namespace) -> list[tuple[Path, str]]:
+    """(run directory, checkpoint) pairs named by RUN_DIR... and --checkpoint..."""
+    runs, checkpoints = args.run_dirs, args.checkpoint or ["best"]
+    if len(runs) == 1:
+        return [(runs[0], c) for c in checkpoints]
+    if len(checkpoints) == 1:
+        return [(r, checkpoints[0]) for r in runs]
+    if len(checkpoints) != len(runs):
+        raise Seq2SeqError(
+            f"{len(runs)} run directories but {len(checkpoints)} --checkpoint values; give 1 or {len(runs)}"
+        )
+    return list(zip(runs, checkpoints, strict=True))
+
+
+def _translator(args: argparse.Namespace) -> Translator:
+    from seq2seq_rnn.translator import Translator
+
+    return Translator.load_ensemble(_members(args), args.device)
+
+
+def _report(members: list[tuple[Path, str]], split: str, beam: int | None, device: str, as_json: bool) -> None:
     from seq2seq_rnn.evaluate import evaluate_split, record_scores
     from seq2seq_rnn.translator import Translator
 
-    translator = Translator.load(run_dir, checkpoint, device)
+    translator = Translator.load_ensemble(members, device)
     scores, _ = evaluate_split(translator, split, beam)
     beam = beam or translator.recipe.decode.beam_size
-    record_scores(run_dir, split, scores, {"checkpoint": checkpoint, "beam_size": beam})
-    _print_scores(f"{split} ({checkpoint} checkpoint, beam {beam})", scores, as_json)
+    what = members[0][1] if len(members) == 1 else f"ensemble of {len(members)}"
+    name = split if len(members) == 1 else f"{split}-ensemble"
+    used = [{"run": str(r), "checkpoint": c} for r, c in members]
+    record_scores(members[0][0], name, scores, {"checkpoint": what, "members": used, "beam_size": beam})
+    _print_scores(f"{split} ({what} checkpoint, beam {beam})", scores, as_json)
 
 
 def _print_scores(title: str, scores: object, as_json: bool) -> None:
@@ -91,31 +177,84 @@ def _print_scores(title: str, scores: object, as_json: bool) -> None:
 
 
 def cmd_translate(args: argparse.Namespace) -> int:
-    from seq2seq_rnn.translator import Translator
+    translator = _translator(args)
+    stdin = open(sys.stdin.fileno(), encoding="utf-8", errors="replace", newline="\n", closefd=False)  # noqa: SIM115
+    if stdin.isatty() and args.attention_plot is None:
+        from seq2seq_rnn.interactive import interact
 
-    translator = Translator.load(args.run_dir, args.checkpoint, args.device)
-    stdin = open(sys.stdin.fileno(), encoding="utf-8", errors="replace", closefd=False)  # noqa: SIM115
+        return interact(translator, args.beam_size, stdin, sys.stdout)
     lines = [line.rstrip("\r\n") for line in stdin]
+    if args.attention_plot is not None:
+        return _translate_with_plots(translator, lines, args)
     for out in translator.translate(lines, beam_size=args.beam_size, batch_size=args.batch_size):
         sys.stdout.write(out.replace("\n", " ") + "\n")
     return 0
 
 
+def _translate_with_plots(translator: Translator, lines: list[str], args: argparse.Namespace) -> int:
+    from seq2seq_rnn.plot import plot_attention, pyplot
+
+    pyplot()  # fail before decoding when matplotlib is missing
+    found = translator.translate_with_attention(lines, args.beam_size, args.batch_size)
+    for number, item in enumerate(found, 1):
+        sys.stdout.write(item.translation.replace("\n", " ") + "\n")
+        if item.weights is not None:
+            path = args.attention_plot / f"attention-{number:04d}.png"
+            plot_attention(item.weights, item.source_pieces, item.target_pieces, path, item.source)
+    print(f"attention plots: {args.attention_plot}", file=sys.stderr)
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from seq2seq_rnn.plot import plot_runs
+
+    output = args.output or args.run_dirs[0] / "plots"
+    for path in plot_runs(args.run_dirs, output):
+        print(path)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from seq2seq_rnn.export import export
+
+    output = args.output or args.run_dir / f"export-{args.format}"
+    export(args.run_dir, output, args.format, args.checkpoint)
+    print(f"exported to {output}; try: echo 'A sentence.' | python {output / 'translate.py'}")
+    return 0
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from seq2seq_rnn.evaluate import evaluate_files
-    from seq2seq_rnn.translator import Translator
 
     if (args.src is None) != (args.ref is None):
         raise Seq2SeqError("--src and --ref go together")
     if args.src is None:
         from seq2seq_rnn.rundir import RunDir
 
-        split = args.split or RunDir(args.run_dir).load_recipe().evaluate.split
-        _report(args.run_dir, split, args.beam_size, args.checkpoint, args.device, args.json)
+        split = args.split or RunDir(args.run_dirs[0]).load_recipe().evaluate.split
+        _report(_members(args), split, args.beam_size, args.device, args.json)
         return 0
-    translator = Translator.load(args.run_dir, args.checkpoint, args.device)
+    translator = _translator(args)
     scores, _ = evaluate_files(translator, args.src, args.ref, args.beam_size)
     _print_scores(f"{args.src}", scores, args.json)
+    return 0
+
+
+def cmd_average(args: argparse.Namespace) -> int:
+    from seq2seq_rnn.ensemble import average_checkpoints
+    from seq2seq_rnn.rundir import RunDir
+
+    run = RunDir(args.run_dir)
+    if (args.checkpoints is None) == (args.last is None):
+        raise Seq2SeqError("give either --checkpoints FILE... or --last N")
+    paths = args.checkpoints or run.kept_checkpoints()[-args.last :]
+    if args.last is not None and len(paths) < args.last:
+        raise Seq2SeqError(
+            f"{run.checkpoints} keeps {len(paths)} step checkpoints, fewer than --last {args.last} "
+            "(train with train.keep_checkpoints >= N)"
+        )
+    output = average_checkpoints(paths, args.output or run.checkpoints / "averaged.pt")
+    print(f"averaged {len(paths)} checkpoints into {output}; use it with --checkpoint {output}")
     return 0
 
 
@@ -129,7 +268,37 @@ def cmd_list_cells(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "translate": cmd_translate, "evaluate": cmd_evaluate, "list-cells": cmd_list_cells}
+def cmd_tune(args: argparse.Namespace) -> int:
+    from seq2seq_rnn.config import load_recipe
+    from seq2seq_rnn.integrations import require_ray
+
+    recipe = load_recipe(args.recipe, args.overrides)
+    require_ray("seq2seq-rnn tune")
+    from seq2seq_rnn.integrations.ray.tune import format_table, run_sweep
+
+    output = args.output_dir or Path("runs") / f"{recipe.name}-sweep"
+    result = run_sweep(recipe, output, address=args.address, num_samples=args.num_samples)
+    print(format_table(result, recipe.sweep.metric if recipe.sweep else "metric"))
+    if result.best_recipe is None:
+        print("no trial reported a score", file=sys.stderr)
+        return 1
+    print(f"best trial: {result.best_params}")
+    print(f"best recipe: {result.best_recipe}  (reproduce: seq2seq-rnn train {result.best_recipe})")
+    if result.best_run is not None:
+        print(f"best run directory: {result.best_run}")
+    return 0
+
+
+COMMANDS = {
+    "train": cmd_train,
+    "tune": cmd_tune,
+    "translate": cmd_translate,
+    "evaluate": cmd_evaluate,
+    "average": cmd_average,
+    "list-cells": cmd_list_cells,
+    "plot": cmd_plot,
+    "export": cmd_export,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -137,6 +306,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S", stream=sys.stderr)
     try:
         return COMMANDS[args.command](args)
+    except KeyboardInterrupt:  # before training's own handler is installed (e.g. data preparation)
+        print("interrupted", file=sys.stderr)
+        return 130
     except TrainingInterrupted as exc:
         print(f"interrupted: {exc}", file=sys.stderr)
         return 130

@@ -72,6 +72,21 @@ class DataConfig(Section):
             raise ValueError("source_lang and target_lang must differ")
         return self
 
+    @model_validator(mode="after")
+    def _check_unused_keys(self) -> DataConfig:
+        need = {"text": ("source", "target"), "tsv": ("path",), "jsonl": ("path",), "hub": ("split",)}[self.format]
+        for split_name in ("train", "validation", "test"):
+            split = getattr(self, split_name)
+            for key in ("source", "target", "path", "split"):
+                if split is not None and key not in need and getattr(split, key) is not None:
+                    raise ValueError(
+                        f"{split_name}.{key} is not used when data.format is {self.format!r} "
+                        f"(it reads {' and '.join(need)}); remove it or change data.format"
+                    )
+        if self.format != "hub" and (self.hub_name or self.hub_config):
+            raise ValueError(f"hub_name/hub_config are only used when data.format is 'hub', not {self.format!r}")
+        return self
+
 
 class TokenizerConfig(Section):
     model_type: Literal["bpe", "unigram"] = "bpe"
@@ -144,6 +159,21 @@ class ModelConfig(Section):
             )
         return self
 
+    @model_validator(mode="after")
+    def _check_attention(self) -> ModelConfig:
+        att, enc, dec = self.attention, self.encoder, self.decoder
+        memory = enc.hidden_size * (2 if enc.bidirectional else 1)
+        if att.type == "dot" and dec.hidden_size != memory:
+            raise ValueError(
+                f"attention.type 'dot' needs decoder.hidden_size ({dec.hidden_size}) to equal the encoder output "
+                f"size ({memory} = encoder.hidden_size, doubled when bidirectional); use 'general' or 'bahdanau'"
+            )
+        if att.hidden_size is not None and att.type in ("none", "dot", "general"):
+            raise ValueError(
+                f"attention.hidden_size is only used by additive attention ('bahdanau'), not {att.type!r}; remove it"
+            )
+        return self
+
 
 # ----------------------------------------------------------------- training
 class OptimizerConfig(Section):
@@ -151,6 +181,12 @@ class OptimizerConfig(Section):
     lr: float = Field(default=1e-3, gt=0.0)
     betas: list[float] = Field(default=[0.9, 0.999], min_length=2, max_length=2)
     weight_decay: float = Field(default=0.0, ge=0.0)
+
+    @model_validator(mode="after")
+    def _check_betas(self) -> OptimizerConfig:
+        if self.name == "sgd" and self.betas != type(self).model_fields["betas"].default:  # a saved recipe has them
+            raise ValueError("betas are only used by the adam and adamw optimizers, not 'sgd'; remove them")
+        return self
 
 
 class SchedulerConfig(Section):
@@ -178,7 +214,21 @@ class TrainConfig(Section):
     validate_every: int = Field(default=0, ge=0, description="steps; 0 = at the end of each epoch")
     validation_beam_size: int = Field(default=1, ge=1)
     early_stopping_patience: int = Field(default=0, ge=0, description="validations without improvement; 0 = off")
+    keep_checkpoints: int = Field(default=0, ge=0, description="also keep the weights of the last N validations "
+                                  "(checkpoints/step-*.pt) for `seq2seq-rnn average`")
     max_nonfinite_steps: int = Field(default=10, ge=0)
+    tensorboard: bool = Field(default=False, description="also log metrics to RUN_DIR/tensorboard; needs tensorboard")
+
+    @model_validator(mode="after")
+    def _check_consistency(self) -> TrainConfig:
+        if self.scheduler.min_lr > self.optimizer.lr:
+            raise ValueError(
+                f"scheduler.min_lr ({self.scheduler.min_lr}) is above optimizer.lr ({self.optimizer.lr}): "
+                "the rate would start above the one asked for and never decay; lower scheduler.min_lr"
+            )
+        if self.amp == "fp16" and self.device == "cpu":
+            raise ValueError("amp 'fp16' needs a CUDA device (loss scaling); use amp 'bf16' or 'none' on the CPU")
+        return self
 
 
 class DecodeConfig(Section):
@@ -195,6 +245,90 @@ class EvaluateConfig(Section):
     lowercase: bool = False
 
 
+# ------------------------------------------------------- scaling and sweeps
+class ScalingConfig(Section):
+    """Data-parallel training on a Ray cluster (``seq2seq-rnn train --workers``); needs ``seq2seq_rnn[ray]``."""
+
+    workers: int = Field(default=1, ge=1, description="data-parallel workers; 1 = a plain single process")
+    gpus_per_worker: float = Field(default=0.0, ge=0.0, description="0 = CPU workers (gloo); else NCCL on GPUs")
+    cpus_per_worker: float = Field(default=1.0, gt=0.0)
+    address: str | None = Field(default=None, description="Ray cluster to join; default: RAY_ADDRESS, else a local one")
+    storage_path: str | None = Field(
+        default=None, description="Ray checkpoints: a shared folder or s3://… URI for multi-node; default: RUN_DIR/ray"
+    )
+    max_failures: int = Field(default=0, ge=-1, description="worker-group restarts from the last checkpoint; -1 = ∞")
+
+
+class SearchDomain(Section):
+    """One swept value: exactly one of the keys below."""
+
+    choice: list[Any] | None = Field(default=None, min_length=1, description="sample one of the values")
+    grid: list[Any] | None = Field(default=None, min_length=1, description="every value (× num_samples)")
+    uniform: list[float] | None = Field(default=None, min_length=2, max_length=2, description="[low, high]")
+    loguniform: list[float] | None = Field(default=None, min_length=2, max_length=2, description="[low, high], > 0")
+    randint: list[int] | None = Field(default=None, min_length=2, max_length=2, description="[low, high), integers")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> SearchDomain:
+        given = [k for k in type(self).model_fields if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of {', '.join(type(self).model_fields)} (got {given or 'none'})")
+        bounds = self.uniform or self.loguniform or self.randint
+        if bounds is not None and not bounds[0] < bounds[1]:
+            raise ValueError(f"{given[0]}: low must be below high (got {bounds})")
+        if self.loguniform is not None and self.loguniform[0] <= 0:
+            raise ValueError(f"loguniform: low must be > 0 (got {self.loguniform})")
+        return self
+
+
+class SweepSchedulerConfig(Section):
+    """Trial scheduler; times count validations (``train.validate_every`` steps each)."""
+
+    type: Literal["asha", "fifo"] = "asha"
+    grace_period: int = Field(default=1, ge=1, description="validations before ASHA may stop a trial")
+    reduction_factor: float = Field(default=2.0, gt=1.0)
+    max_t: int = Field(default=100, ge=1, description="validations; ASHA's last rung")
+
+
+class TrialResources(Section):
+    workers: int = Field(default=1, ge=1, description="> 1: each trial is a data-parallel Ray Train run")
+    cpus_per_worker: float = Field(default=1.0, gt=0.0)
+    gpus_per_worker: float = Field(default=0.0, ge=0.0)
+
+
+class SweepConfig(Section):
+    """``seq2seq-rnn tune``: a search space over dotted recipe keys.
+
+    A key may name several comma-separated paths that take the same value,
+    e.g. ``model.decoder.embedding_size,model.decoder.hidden_size``.
+    """
+
+    space: dict[str, SearchDomain] = Field(min_length=1)
+    num_samples: int = Field(default=1, ge=1, description="samples of the space (each grid point this often)")
+    metric: Literal["val_bleu", "val_chrf", "val_loss", "best_val_bleu"] = "val_bleu"
+    mode: Literal["max", "min"] | None = Field(default=None, description="default: min for val_loss, else max")
+    scheduler: SweepSchedulerConfig = Field(default_factory=SweepSchedulerConfig)
+    resources: TrialResources = Field(default_factory=TrialResources)
+    max_concurrent_trials: int = Field(default=0, ge=0, description="0 = as many as the cluster fits")
+    max_failures: int = Field(default=0, ge=-1, description="retries of a failed trial from its checkpoint")
+
+    @field_validator("space")
+    @classmethod
+    def _dotted_keys(cls, space: dict[str, SearchDomain]) -> dict[str, SearchDomain]:
+        for key in space:
+            for path in key.split(","):
+                parts = path.strip().split(".")
+                if not all(parts):
+                    raise ValueError(f"{key!r}: expected dotted recipe keys such as train.optimizer.lr")
+                if parts[0] in ("sweep", "scaling"):
+                    raise ValueError(f"{key!r}: the sweep cannot vary its own settings (sweep.*, scaling.*)")
+        return space
+
+    @property
+    def resolved_mode(self) -> str:
+        return self.mode or ("min" if self.metric == "val_loss" else "max")
+
+
 class Recipe(Section):
     name: str = "experiment"
     seed: int = 1
@@ -204,9 +338,14 @@ class Recipe(Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
     decode: DecodeConfig = Field(default_factory=DecodeConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+    scaling: ScalingConfig = Field(default_factory=ScalingConfig)
+    sweep: SweepConfig | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return self.model_dump(mode="json")
+        raw = self.model_dump(mode="json")
+        if raw.get("sweep") is None:
+            raw.pop("sweep", None)  # run directories' recipe.yaml stay free of an empty sweep
+        return raw
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 from torch import Tensor, nn
@@ -73,3 +74,14 @@ class Ensemble(nn.Module):
             start += size
         mean = torch.logsumexp(torch.stack(log_probs), dim=0) - math.log(len(self.members))
         return mean, tuple(new_state), attention
+
+
+def average_checkpoints(paths: Sequence[Path], output: Path) -> Path:
+    """Write the mean of several checkpoints' model weights as a new checkpoint."""
+    from seq2seq_rnn.checkpoint import load_checkpoint, save_checkpoint
+
+    if not paths:
+        raise CheckpointError("no checkpoints to average")
+    states = [load_checkpoint(p)["model"] for p in paths]
+    save_checkpoint(output, {"model": average_state_dicts(states), "averaged_from": [str(p) for p in paths]})
+    return output

@@ -50,6 +50,13 @@ class RunDir:
     def log(self) -> Path:
         return self.path / "train.log"
 
+    def step_checkpoint(self, step: int) -> Path:
+        return self.checkpoints / f"step-{step:08d}.pt"
+
+    def kept_checkpoints(self) -> list[Path]:
+        """Step checkpoints kept by ``train.keep_checkpoints``, oldest first."""
+        return sorted(self.checkpoints.glob("step-*.pt"))
+
     def has_training_state(self) -> bool:
         return self.last.is_file()
 

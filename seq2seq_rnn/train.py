@@ -160,10 +160,13 @@ class Trainer:
         self.cfg = recipe.train
         self.progress = Progress()
         self._stop_signal: int | None = None
+        self._tensorboard: Any = None  # a SummaryWriter when train.tensorboard is on
 
     # -- set-up ----------------------------------------------------------
     def prepare(self) -> None:
         self._prepare_run_dir()
+        if self.cfg.tensorboard and self.hooks.is_main:
+            self._tensorboard = _tensorboard_writer(self.run.path / "tensorboard")
         if self.cfg.threads:
             torch.set_num_threads(self.cfg.threads)
         torch.manual_seed(self.recipe.seed)
@@ -188,6 +191,8 @@ class Trainer:
         )
         if self.resume and self.run.has_training_state():
             self._restore()
+        if self.hooks.world_size > 1:  # same initial weights (DDP broadcasts), different dropout per worker
+            torch.manual_seed(self.recipe.seed + 1_000_003 * (self.hooks.rank + 1) + self.progress.step)
         n_params = sum(p.numel() for p in self.model.parameters())
         log.info("model: %s parameters on %s", f"{n_params:,}", self.device)
 
@@ -206,12 +211,22 @@ class Trainer:
                         "only train/decode/evaluate settings may change when resuming"
                     )
         if self.hooks.is_main:
-            try:
-                run.path.mkdir(parents=True, exist_ok=True)
-                run.recipe.write_text(self.recipe.to_yaml(), encoding="utf-8")
+            from seq2seq_rnn.checkpoint import check_writable, remove_stale_temporaries, write_text_atomic
+
+            try:  # before any data work: an unwritable folder fails now, not at the first checkpoint
+                check_writable(run.checkpoints)
+                remove_stale_temporaries(run.checkpoints)  # left by a kill mid-write
+                remove_stale_temporaries(run.path)
+                write_text_atomic(run.recipe, self.recipe.to_yaml())
+                _log_to_file(run.log)
             except OSError as exc:
                 raise ConfigError(f"cannot write to the output directory {run.path}: {exc}") from None
-            _log_to_file(run.log)
+            if not run.has_training_state() and run.tokenizer.is_dir() and self.hooks.world_size == 1:
+                # Left by a start that never reached a checkpoint: maybe half-written or for another recipe.
+                import shutil
+
+                log.info("removing the tokenizer of an unfinished start in %s; it is trained again", run.tokenizer)
+                shutil.rmtree(run.tokenizer)
 
     def _prepare_data(self) -> Data:
         data_cfg = self.recipe.data
@@ -248,6 +263,9 @@ class Trainer:
         self.schedule.load_state_dict(state["schedule"])
         self.scaler.load_state_dict(state["scaler"])
         self.progress = Progress(**state["progress"])
+        if self.progress.finished and not self._should_stop():
+            # A finished run resumed with a larger budget (e.g. train.max_steps) continues.
+            self.progress.finished = False
         set_rng_state(state["rng"])
         _truncate_metrics(self.run.metrics, self.progress.step)
         log.info("resumed from %s at step %d (epoch %d)", self.run.last, self.progress.step, self.progress.epoch)
@@ -255,10 +273,12 @@ class Trainer:
     # -- the loop --------------------------------------------------------
     def fit(self) -> dict[str, Any]:
         """Train until a stop condition; returns the last validation metrics."""
-        self.prepare()
-        with _StopOnSignal(self):
-            last = self._loop()
-        return last
+        try:
+            self.prepare()
+            with _StopOnSignal(self):
+                return self._loop()
+        finally:
+            _close_log_file(self.run.log)
 
     def _loop(self) -> dict[str, Any]:
         p, cfg = self.progress, self.cfg
@@ -312,9 +332,10 @@ class Trainer:
         self.scaler.scale(loss_sum * (self.hooks.world_size / total.clamp(min=1))).backward()
         self.scaler.unscale_(self.optimizer)
         norm = nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_norm or float("inf"))
-        if not torch.isfinite(norm) or not torch.isfinite(loss_sum):
+        if not torch.isfinite(loss_sum) or (not torch.isfinite(norm) and not self.scaler.is_enabled()):
             self._skip_nonfinite(lr)
             return 0.0, 0
+        # With fp16 loss scaling, overflowing gradients are routine: scaler.step skips them.
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
@@ -327,10 +348,14 @@ class Trainer:
         p.nonfinite_steps += 1
         log.warning("step %d: non-finite loss or gradient, update skipped (%d so far)", p.step + 1, p.nonfinite_steps)
         if p.nonfinite_steps > self.cfg.max_nonfinite_steps:
+            saved = (
+                f"The last good state is in {self.run.last}"
+                if self.run.has_training_state()
+                else "No checkpoint was written before this"
+            )
             raise TrainingError(
                 f"{p.nonfinite_steps} steps had non-finite loss or gradients (limit train.max_nonfinite_steps="
-                f"{self.cfg.max_nonfinite_steps}); lower train.optimizer.lr or check the data. "
-                f"The last good state is in {self.run.last}"
+                f"{self.cfg.max_nonfinite_steps}); lower train.optimizer.lr or check the data. {saved}."
             )
 
     def _autocast(self) -> Any:
@@ -396,11 +421,21 @@ class Trainer:
         )
         if improved and self.hooks.is_main:
             save_checkpoint(self.run.best, {"model": self.model.state_dict(), "progress": asdict(p)})
+        self._keep_step_checkpoint()
+        self._append_metrics(metrics)  # before last.pt: a kill in between repeats the line, never loses it
         self._save_last()
-        self._append_metrics(metrics)
         if self.hooks.report is not None:
             self.hooks.report(metrics, self.run.checkpoints if self.hooks.is_main else None)
         return metrics
+
+    def _keep_step_checkpoint(self) -> None:
+        """Weights of this validation for averaging; only the newest ``keep_checkpoints`` stay."""
+        keep = self.cfg.keep_checkpoints
+        if not keep or not self.hooks.is_main:
+            return
+        save_checkpoint(self.run.step_checkpoint(self.progress.step), {"model": self.model.state_dict()})
+        for old in self.run.kept_checkpoints()[:-keep]:
+            old.unlink(missing_ok=True)
 
     def _save_last(self) -> None:
         if not self.hooks.is_main:
@@ -421,6 +456,11 @@ class Trainer:
         if self.hooks.is_main:
             with self.run.metrics.open("a", encoding="utf-8") as f:
                 f.write(json.dumps(metrics) + "\n")
+        if self._tensorboard is not None:
+            for key, value in metrics.items():
+                if key != "step" and isinstance(value, int | float):
+                    self._tensorboard.add_scalar(key, value, metrics["step"])
+            self._tensorboard.flush()
 
     def _log_train(self, window: _Window) -> None:
         p = self.progress
@@ -527,12 +567,30 @@ def _chunks(n: int, size: int) -> list[list[int]]:
     return [list(range(i, min(i + size, n))) for i in range(0, n, size)]
 
 
+def _tensorboard_writer(folder: Path) -> Any:
+    """A TensorBoard SummaryWriter (imported only when train.tensorboard is on)."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise ConfigError(
+            "train.tensorboard: true needs the tensorboard package: pip install 'seq2seq_rnn[tensorboard]' "
+            "(or pip install tensorboard), or set train.tensorboard: false"
+        ) from None
+    return SummaryWriter(log_dir=str(folder))
+
+
 def _truncate_metrics(path: Path, step: int) -> None:
     """Drop metric lines written after the checkpoint we resume from."""
     if not path.is_file():
         return
-    lines = path.read_text(encoding="utf-8").splitlines()
-    kept = [line for line in lines if line.strip() and json.loads(line).get("step", 0) <= step]
+    kept = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut short by a kill or a full disk
+        if isinstance(record, dict) and record.get("step", 0) <= step:
+            kept.append(line)
     path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
 
 
@@ -543,3 +601,12 @@ def _log_to_file(path: Path) -> None:
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root.addHandler(handler)
+
+
+def _close_log_file(path: Path) -> None:
+    """Detach a run's log file, so later runs in this process do not write into it."""
+    root = logging.getLogger("seq2seq_rnn")
+    for handler in list(root.handlers):
+        if isinstance(handler, logging.FileHandler) and Path(handler.baseFilename) == path.resolve():
+            root.removeHandler(handler)
+            handler.close()

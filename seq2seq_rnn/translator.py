@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
@@ -12,11 +13,32 @@ from seq2seq_rnn.checkpoint import load_checkpoint, load_model_state
 from seq2seq_rnn.config import Recipe
 from seq2seq_rnn.data.batching import collate, sentence_batches
 from seq2seq_rnn.data.tokenizer import BOS_ID, EOS_ID, SubwordTokenizer
+from seq2seq_rnn.errors import CheckpointError
 from seq2seq_rnn.model import Seq2Seq
 from seq2seq_rnn.rundir import RunDir
 from seq2seq_rnn.search import Hypothesis, beam_search, greedy_search, max_lengths
 
 log = logging.getLogger(__name__)
+
+
+class Alignment(NamedTuple):
+    """A translation with the attention its decoder paid to each source subword."""
+
+    source: str
+    translation: str
+    source_pieces: list[str]  # S subwords (as fed to the encoder, after any cut)
+    target_pieces: list[str]  # T subwords, ``</s>`` last when the model emitted it
+    weights: torch.Tensor | None  # (T, S)
+
+
+def _load_member(run_dir: Path, checkpoint: str) -> tuple[Recipe, SubwordTokenizer, Seq2Seq]:
+    run = RunDir(run_dir)
+    recipe = run.load_recipe()
+    tokenizer = SubwordTokenizer.load(run.tokenizer)
+    model = Seq2Seq.from_config(recipe.model, tokenizer.source_vocab_size, tokenizer.target_vocab_size)
+    path = run.checkpoint(checkpoint)
+    load_model_state(model, load_checkpoint(path)["model"], path)
+    return recipe, tokenizer, model
 
 
 def resolve_device(name: str) -> torch.device:
@@ -44,14 +66,25 @@ class Translator:
 
     @classmethod
     def load(cls, run_dir: str | Path, checkpoint: str = "best", device: str = "auto") -> Translator:
-        run = RunDir(Path(run_dir))
-        recipe = run.load_recipe()
-        tokenizer = SubwordTokenizer.load(run.tokenizer)
-        model = Seq2Seq.from_config(recipe.model, tokenizer.source_vocab_size, tokenizer.target_vocab_size)
-        path = run.checkpoint(checkpoint)
-        load_model_state(model, load_checkpoint(path)["model"], path)
+        recipe, tokenizer, model = _load_member(Path(run_dir), checkpoint)
         dev = resolve_device(device)
         return cls(recipe, tokenizer, model.to(dev).eval(), dev)
+
+    @classmethod
+    def load_ensemble(cls, members: Sequence[tuple[str | Path, str]], device: str = "auto") -> Translator:
+        """An ensemble of (run directory, checkpoint) pairs sharing one vocabulary;
+        decoding settings come from the first run. One member = ``load``."""
+        if len(members) == 1:
+            return cls.load(members[0][0], members[0][1], device)
+        from seq2seq_rnn.ensemble import Ensemble
+
+        loaded = [_load_member(Path(run), ckpt) for run, ckpt in members]
+        recipe, tokenizer, _ = loaded[0]
+        for (run, _), (_, other, _) in zip(members[1:], loaded[1:], strict=True):
+            if not tokenizer.same_vocabulary(other):
+                raise CheckpointError(f"{run} uses another vocabulary than {members[0][0]}; cannot ensemble them")
+        dev = resolve_device(device)
+        return cls(recipe, tokenizer, Ensemble([m for _, _, m in loaded]).to(dev).eval(), dev)
 
     def translate(
         self,
@@ -71,8 +104,12 @@ class Translator:
         batch_size: int | None = None,
         length_penalty: float | None = None,
         nbest: int = 1,
+        attention: bool = False,
     ) -> list[list[Hypothesis]]:
-        """Up to ``nbest`` hypotheses per sentence (token ids), best first."""
+        """Up to ``nbest`` hypotheses per sentence (token ids), best first.
+
+        ``attention=True`` fills each hypothesis's ``attention`` (T, S) for attentional models.
+        """
         dec = self.recipe.decode
         beam = beam_size or dec.beam_size
         alpha = dec.length_penalty if length_penalty is None else length_penalty
@@ -85,14 +122,57 @@ class Translator:
             batch = collate([ids[i] for i in index], None).to(self.device)
             caps = max_lengths(batch.src_lengths, dec.max_length_ratio, dec.max_length_offset)
             if beam == 1 and nbest == 1:
-                hyps = [[h] for h in greedy_search(self.model, batch.src, batch.src_lengths, caps, BOS_ID, EOS_ID)]
+                found = greedy_search(self.model, batch.src, batch.src_lengths, caps, BOS_ID, EOS_ID, attention)
+                hyps = [[h] for h in found]
             else:
                 hyps = beam_search(
-                    self.model, batch.src, batch.src_lengths, caps, BOS_ID, EOS_ID, beam, alpha, min(nbest, beam)
+                    self.model,
+                    batch.src,
+                    batch.src_lengths,
+                    caps,
+                    BOS_ID,
+                    EOS_ID,
+                    beam,
+                    alpha,
+                    min(nbest, beam),
+                    attention,
                 )
             for i, h in zip(index, hyps, strict=True):
                 results[i] = h
         return results
+
+    @property
+    def has_attention(self) -> bool:
+        decoder = getattr(self.model, "decoder", None)  # an Ensemble shows its first member's attention
+        if decoder is None:
+            decoder = self.model.members[0].decoder
+        return decoder.attention is not None
+
+    def translate_with_attention(
+        self, sentences: Sequence[str], beam_size: int | None = None, batch_size: int | None = None
+    ) -> list[Alignment]:
+        """Best translation of each sentence with its attention weights (None for an empty line)."""
+        if not self.has_attention:
+            from seq2seq_rnn.errors import ConfigError
+
+            raise ConfigError(
+                f"model.attention.type: '{self.recipe.model.attention.type}' has no attention weights to show; "
+                "train with bahdanau, general or dot attention"
+            )
+        found = self.translate_nbest(sentences, beam_size, batch_size, nbest=1, attention=True)
+        out = []
+        for sentence, hyps, ids in zip(sentences, found, self._encode(sentences), strict=True):
+            if not hyps:
+                out.append(Alignment(sentence, "", [], [], None))
+                continue
+            best = hyps[0]
+            target = self.tokenizer.target_pieces(best.tokens)
+            if best.attention is not None and best.attention.size(0) > len(best.tokens):
+                target.append("</s>")
+            source = [*self.tokenizer.source_pieces(sentence.strip())[: len(ids)], "</s>"]  # batching adds EOS
+            text = self.tokenizer.decode_target([best.tokens])[0]
+            out.append(Alignment(sentence, text, source, target, best.attention))
+        return out
 
     def _encode(self, sentences: Sequence[str]) -> list[list[int]]:
         ids = self.tokenizer.encode_source([s.strip() for s in sentences])

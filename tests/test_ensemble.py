@@ -69,3 +69,66 @@ def test_ensemble_averages_probabilities() -> None:
     pa = torch.softmax(a.decode_step(prev, *reversed(a.encode(src, lengths)))[0], -1)
     pb = torch.softmax(b.decode_step(prev, *reversed(b.encode(src, lengths)))[0], -1)
     torch.testing.assert_close(mixed.exp(), (pa + pb) / 2)
+
+
+def test_cli_keeps_averages_and_ensembles_checkpoints(tmp_path, capsys) -> None:
+    from seq2seq_rnn.checkpoint import load_checkpoint
+    from seq2seq_rnn.cli import main
+
+    run = tmp_path / "run"
+    small = [
+        "--set",
+        "train.max_steps=12",
+        "--set",
+        "train.max_epochs=100",
+        "--set",
+        "train.validate_every=4",
+        "--set",
+        "train.keep_checkpoints=2",
+        "--set",
+        "train.threads=1",
+        "--set",
+        "data.train.limit=200",
+        "--set",
+        "data.validation.limit=8",
+        "--set",
+        'model.encoder={"hidden_size": 16, "embedding_size": 16, "layers": 1}',
+        "--set",
+        'model.decoder={"hidden_size": 16, "embedding_size": 16, "layers": 1}',
+        "--set",
+        "tokenizer.vocab_size=200",
+        "--set",
+        "decode.beam_size=2",
+    ]
+    assert main(["train", "recipes/tiny.yaml", "--output-dir", str(run), "--no-test", *small]) == 0
+    kept = sorted((run / "checkpoints").glob("step-*.pt"))
+    assert [p.name for p in kept] == ["step-00000008.pt", "step-00000012.pt"]
+    assert main(["average", str(run), "--last", "2"]) == 0
+    averaged = load_checkpoint(run / "checkpoints" / "averaged.pt")["model"]
+    a, b = (load_checkpoint(p)["model"] for p in kept)
+    for key in averaged:
+        torch.testing.assert_close(averaged[key], (a[key] + b[key]) / 2)
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--split", "validation", "--json", "--checkpoint", "best"]) == 0
+    single = capsys.readouterr().out.strip().splitlines()[-1]
+    args = ["evaluate", str(run), str(run), "--split", "validation", "--json", "--checkpoint", "best"]
+    assert main(args) == 0  # the same model twice: an ensemble that must score exactly as the single model
+    twice = capsys.readouterr().out.strip().splitlines()[-1]
+    import json
+
+    assert json.loads(single)["bleu"] == pytest.approx(json.loads(twice)["bleu"])
+    assert (
+        main(
+            [
+                "evaluate",
+                str(run),
+                "--split",
+                "validation",
+                "--checkpoint",
+                str(kept[0]),
+                "--checkpoint",
+                str(run / "checkpoints" / "averaged.pt"),
+            ]
+        )
+        == 0
+    )

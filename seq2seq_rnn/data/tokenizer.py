@@ -98,6 +98,14 @@ class SubwordTokenizer:
         """Detokenized sentences. Each sequence is cut at its first EOS; PAD and BOS are skipped."""
         return [self._target.decode(_strip_specials(seq)) for seq in ids]
 
+    def same_vocabulary(self, other: SubwordTokenizer) -> bool:
+        """Do both map every source and target piece to the same id?"""
+        return all(
+            mine.get_piece_size() == theirs.get_piece_size()
+            and all(mine.id_to_piece(i) == theirs.id_to_piece(i) for i in range(mine.get_piece_size()))
+            for mine, theirs in ((self._source, other._source), (self._target, other._target))
+        )
+
     def source_pieces(self, text: str) -> list[str]:
         """Subword pieces of one source sentence (e.g. for attention plots)."""
         return self._source.encode(text, out_type=str)
