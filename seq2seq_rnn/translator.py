@@ -15,6 +15,7 @@ from seq2seq_rnn.data.batching import collate, sentence_batches
 from seq2seq_rnn.data.tokenizer import BOS_ID, EOS_ID, SubwordTokenizer
 from seq2seq_rnn.errors import CheckpointError
 from seq2seq_rnn.model import Seq2Seq
+from seq2seq_rnn.progress import progress
 from seq2seq_rnn.rundir import RunDir
 from seq2seq_rnn.search import Hypothesis, beam_search, greedy_search, max_lengths
 
@@ -117,7 +118,8 @@ class Translator:
         results: list[list[Hypothesis]] = [[] for _ in sentences]
         todo = [i for i, seq in enumerate(ids) if seq]
         self.model.eval()
-        for chunk in sentence_batches([len(ids[i]) for i in todo], batch_size or dec.batch_size):
+        chunks = sentence_batches([len(ids[i]) for i in todo], batch_size or dec.batch_size)
+        for chunk in progress(chunks, len(chunks), "translating", unit="batch"):
             index = [todo[j] for j in chunk]
             batch = collate([ids[i] for i in index], None).to(self.device)
             caps = max_lengths(batch.src_lengths, dec.max_length_ratio, dec.max_length_offset)
