@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from seq2seq_rnn.cells.hoist import HoistedCell, agrees, hoist, hoisted_loop
+from seq2seq_rnn.cells.loop import masked_steps
 from seq2seq_rnn.errors import ConfigError, PluginError
 
 State = tuple[Tensor, ...]
@@ -88,16 +89,8 @@ def _plan_for(cell: RecurrentCell, n_state: int) -> HoistedCell | None:
 
 def step_loop(cell: RecurrentCell, x: Tensor, state: State, lengths: Tensor | None) -> tuple[Tensor, State]:
     """The reference sequence path: one :meth:`RecurrentCell.forward` per step."""
-    outputs = []
-    for t, x_t in enumerate(x.unbind(1)):  # unbind: a cheap backward, unlike x[:, t]
-        h, new_state = cell(x_t, state)
-        if lengths is not None:
-            alive = (t < lengths).unsqueeze(1)  # (B, 1)
-            h = h * alive
-            new_state = tuple(torch.where(alive, n, s) for n, s in zip(new_state, state, strict=True))
-        outputs.append(h)
-        state = new_state
-    return torch.stack(outputs, dim=1), state
+    # unbind, not x[:, t]: its backward is one stack instead of T full-size zero tensors
+    return masked_steps(cell, [(x_t,) for x_t in x.unbind(1)], state, lengths)
 
 
 @torch.no_grad()

@@ -21,6 +21,8 @@ import torch
 import torch.fx as fx
 from torch import Tensor, nn
 
+from seq2seq_rnn.cells.loop import masked_steps
+
 log = logging.getLogger(__name__)
 
 
@@ -124,15 +126,5 @@ def hoisted_loop(
     plan: HoistedCell, x: Tensor, state: tuple[Tensor, ...], lengths: Tensor | None
 ) -> tuple[Tensor, tuple[Tensor, ...]]:
     """Like ``step_loop``, with the x-only work done once for all time steps."""
-    # unbind, not v[:, t]: its backward is one stack instead of T full-size zero tensors
     steps = list(zip(*(v.unbind(1) for v in plan.precompute(x)), strict=True))  # T × (B, ·) tuples
-    outputs = []
-    for t, hoisted in enumerate(steps):
-        h, new_state = _unpack(plan.step(*hoisted, *state))
-        if lengths is not None:
-            alive = (t < lengths).unsqueeze(1)  # (B, 1)
-            h = h * alive
-            new_state = tuple(torch.where(alive, n, s) for n, s in zip(new_state, state, strict=True))
-        outputs.append(h)
-        state = new_state
-    return torch.stack(outputs, dim=1), state
+    return masked_steps(lambda *args: _unpack(plan.step(*args[:-1], *args[-1])), steps, state, lengths)

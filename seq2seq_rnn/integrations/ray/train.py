@@ -62,11 +62,7 @@ def train_distributed(
         trainer = TorchTrainer(
             train_worker,
             train_loop_config={"recipe": recipe.to_dict(), "seed_files": seed, "final_report": True},
-            scaling_config=ray.train.ScalingConfig(
-                num_workers=scaling.workers,
-                use_gpu=scaling.gpus_per_worker > 0,
-                resources_per_worker=worker_resources(scaling.cpus_per_worker, scaling.gpus_per_worker),
-            ),
+            scaling_config=scaling_config(scaling.workers, scaling.cpus_per_worker, scaling.gpus_per_worker),
             run_config=ray.train.RunConfig(
                 name=name,
                 storage_path=storage,
@@ -121,6 +117,13 @@ def _connect(address: str | None) -> bool:
 
 def worker_resources(cpus: float, gpus: float) -> dict[str, float]:
     return {"CPU": cpus, "GPU": gpus} if gpus else {"CPU": cpus}
+
+
+def scaling_config(workers: int, cpus: float, gpus: float) -> ray.train.ScalingConfig:
+    """Ray Train's scaling for ``workers`` data-parallel workers of the given size."""
+    return ray.train.ScalingConfig(
+        num_workers=workers, use_gpu=gpus > 0, resources_per_worker=worker_resources(cpus, gpus)
+    )
 
 
 def _materialize_latest(storage: str, name: str, run: RunDir) -> None:

@@ -30,7 +30,7 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
 from seq2seq_rnn.config import Recipe, SearchDomain, SweepConfig, apply_overrides, validate_recipe
 from seq2seq_rnn.errors import ConfigError, Seq2SeqError
-from seq2seq_rnn.integrations.ray.train import worker_resources
+from seq2seq_rnn.integrations.ray.train import scaling_config
 from seq2seq_rnn.integrations.ray.worker import pack_run_dir, run_worker, train_worker, tune_session
 from seq2seq_rnn.rundir import RunDir
 from seq2seq_rnn.train import Trainer
@@ -124,11 +124,7 @@ def _multi_worker_trial(config: dict[str, Any], base: dict[str, Any], storage: s
     TorchTrainer(
         train_worker,
         train_loop_config={"recipe": recipe.to_dict(), "seed_files": seed, "final_report": False},
-        scaling_config=ray.train.ScalingConfig(
-            num_workers=res.workers,
-            use_gpu=res.gpus_per_worker > 0,
-            resources_per_worker=worker_resources(res.cpus_per_worker, res.gpus_per_worker),
-        ),
+        scaling_config=scaling_config(res.workers, res.cpus_per_worker, res.gpus_per_worker),
         run_config=ray.train.RunConfig(
             name=f"trial-{trial_id}",
             storage_path=storage,
