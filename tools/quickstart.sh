@@ -5,4 +5,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/setup.sh
-exec .venv/bin/seq2seq-rnn train recipes/multi30k_de_en_lstm.yaml --output-dir runs/multi30k_de_en_lstm "$@"
+# --resume: a second call continues an interrupted run (or just reports a finished one).
+exec .venv/bin/seq2seq-rnn train recipes/multi30k_de_en_lstm.yaml --output-dir runs/multi30k_de_en_lstm --resume "$@"
