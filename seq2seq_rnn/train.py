@@ -12,6 +12,7 @@ import json
 import logging
 import math
 import random
+import shutil
 import signal
 import sys
 import time
@@ -24,7 +25,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from seq2seq_rnn.checkpoint import load_checkpoint, load_model_state, save_checkpoint
+from seq2seq_rnn.checkpoint import (
+    check_writable,
+    load_checkpoint,
+    load_model_state,
+    remove_stale_temporaries,
+    save_checkpoint,
+    write_text_atomic,
+)
 from seq2seq_rnn.config import Recipe, SchedulerConfig
 from seq2seq_rnn.data.batching import Batch, TokenBatchSampler, collate
 from seq2seq_rnn.data.corpus import ParallelCorpus, filter_by_length, load_split
@@ -197,36 +205,37 @@ class Trainer:
         log.info("model: %s parameters on %s", f"{n_params:,}", self.device)
 
     def _prepare_run_dir(self) -> None:
+        """Refuse a clash with an existing run, then write recipe.yaml and open the log —
+        before any data work, so an unwritable folder fails now, not at the first checkpoint."""
         run = self.run
         if run.has_training_state() and not self.resume:
             raise ConfigError(
                 f"{run.path} already holds a training run; pass --resume to continue it or choose another --output-dir"
             )
         if self.resume and run.recipe.is_file():
-            saved = run.load_recipe()
-            for section in ("data", "tokenizer", "model"):
-                if getattr(saved, section) != getattr(self.recipe, section):
-                    raise ConfigError(
-                        f"--resume: the recipe's {section} section differs from the one in {run.recipe}; "
-                        "only train/decode/evaluate settings may change when resuming"
-                    )
-        if self.hooks.is_main:
-            from seq2seq_rnn.checkpoint import check_writable, remove_stale_temporaries, write_text_atomic
+            self._check_resumable(run.load_recipe())
+        if not self.hooks.is_main:
+            return
+        try:
+            check_writable(run.checkpoints)
+            remove_stale_temporaries(run.checkpoints)  # left by a kill mid-write
+            remove_stale_temporaries(run.path)
+            write_text_atomic(run.recipe, self.recipe.to_yaml())
+            _log_to_file(run.log)
+        except OSError as exc:
+            raise ConfigError(f"cannot write to the output directory {run.path}: {exc}") from None
+        if not run.has_training_state() and run.tokenizer.is_dir() and self.hooks.world_size == 1:
+            # Left by a start that never reached a checkpoint: maybe half-written or for another recipe.
+            log.info("removing the tokenizer of an unfinished start in %s; it is trained again", run.tokenizer)
+            shutil.rmtree(run.tokenizer)
 
-            try:  # before any data work: an unwritable folder fails now, not at the first checkpoint
-                check_writable(run.checkpoints)
-                remove_stale_temporaries(run.checkpoints)  # left by a kill mid-write
-                remove_stale_temporaries(run.path)
-                write_text_atomic(run.recipe, self.recipe.to_yaml())
-                _log_to_file(run.log)
-            except OSError as exc:
-                raise ConfigError(f"cannot write to the output directory {run.path}: {exc}") from None
-            if not run.has_training_state() and run.tokenizer.is_dir() and self.hooks.world_size == 1:
-                # Left by a start that never reached a checkpoint: maybe half-written or for another recipe.
-                import shutil
-
-                log.info("removing the tokenizer of an unfinished start in %s; it is trained again", run.tokenizer)
-                shutil.rmtree(run.tokenizer)
+    def _check_resumable(self, saved: Recipe) -> None:
+        for section in ("data", "tokenizer", "model"):
+            if getattr(saved, section) != getattr(self.recipe, section):
+                raise ConfigError(
+                    f"--resume: the recipe's {section} section differs from the one in {self.run.recipe}; "
+                    "only train/decode/evaluate settings may change when resuming"
+                )
 
     def _prepare_data(self) -> Data:
         data_cfg = self.recipe.data
