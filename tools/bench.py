@@ -127,12 +127,39 @@ def bench_cells(args: argparse.Namespace) -> dict[str, Any]:
     sys.path.insert(0, str(ROOT / "plugins" / "seq2seq-rnn-layernorm"))
     from seq2seq_rnn_layernorm.cell import LayerNormLSTMCell
 
+    from seq2seq_rnn.cells.base import RecurrentCell, set_hoisting
+
+    class PlainLSTMCell(RecurrentCell):
+        """An LSTM as a plugin author writes it: one step, plain PyTorch, no tricks."""
+
+        def __init__(self, input_size: int, hidden_size: int) -> None:
+            super().__init__(input_size, hidden_size)
+            self.x2g = torch.nn.Linear(input_size, 4 * hidden_size)
+            self.h2g = torch.nn.Linear(hidden_size, 4 * hidden_size, bias=False)
+
+        def initial_state(self, batch_size: int, device: Any, dtype: Any) -> tuple[Any, ...]:
+            zeros = torch.zeros(batch_size, self.hidden_size, device=device, dtype=dtype)
+            return zeros, zeros.clone()
+
+        def forward(self, x: Any, state: tuple[Any, ...]) -> tuple[Any, tuple[Any, ...]]:
+            i, f, g, o = (self.x2g(x) + self.h2g(state[0])).chunk(4, dim=-1)
+            c = torch.sigmoid(f) * state[1] + torch.sigmoid(i) * torch.tanh(g)
+            h = torch.sigmoid(o) * torch.tanh(c)
+            return h, (h, c)
+
     dev = _device()
     b, t, h = 64, 30, args.cell_hidden
     x = torch.randn(b, t, h, device=dev, requires_grad=True)
     lengths = torch.full((b,), t)
     out: dict[str, Any] = {"shape": f"B={b} T={t} I=H={h}"}
-    for name, cell in (("builtin_lstm", LSTMCell(h, h)), ("plugin_layernorm_lstm", LayerNormLSTMCell(h, h))):
+    cells = (
+        ("builtin_lstm", LSTMCell(h, h), True),
+        ("plugin_plain_lstm", PlainLSTMCell(h, h), True),
+        ("plugin_plain_lstm_no_hoisting", PlainLSTMCell(h, h), False),
+        ("plugin_layernorm_lstm", LayerNormLSTMCell(h, h), True),
+    )
+    for name, cell, hoisting in cells:
+        set_hoisting(hoisting)
         cell = cell.to(dev)
         state = cell.initial_state(b, dev, x.dtype)
 
@@ -141,7 +168,9 @@ def bench_cells(args: argparse.Namespace) -> dict[str, Any]:
             y.sum().backward()
 
         out[f"{name}_seconds"] = _timeit(run, args.repeats)
-    out["plugin_over_builtin"] = out["plugin_layernorm_lstm_seconds"] / out["builtin_lstm_seconds"]
+    set_hoisting(True)
+    for name, *_ in cells[1:]:
+        out[f"{name}_over_builtin"] = out[f"{name}_seconds"] / out["builtin_lstm_seconds"]
     return out
 
 
