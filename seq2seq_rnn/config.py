@@ -214,8 +214,11 @@ class TrainConfig(Section):
     validate_every: int = Field(default=0, ge=0, description="steps; 0 = at the end of each epoch")
     validation_beam_size: int = Field(default=1, ge=1)
     early_stopping_patience: int = Field(default=0, ge=0, description="validations without improvement; 0 = off")
-    keep_checkpoints: int = Field(default=0, ge=0, description="also keep the weights of the last N validations "
-                                  "(checkpoints/step-*.pt) for `seq2seq-rnn average`")
+    keep_checkpoints: int = Field(
+        default=0,
+        ge=0,
+        description="also keep the weights of the last N validations (checkpoints/step-*.pt) for `seq2seq-rnn average`",
+    )
     max_nonfinite_steps: int = Field(default=10, ge=0)
     tensorboard: bool = Field(default=False, description="also log metrics to RUN_DIR/tensorboard; needs tensorboard")
 

@@ -34,12 +34,13 @@ from seq2seq_rnn.checkpoint import (
     write_text_atomic,
 )
 from seq2seq_rnn.config import Recipe, SchedulerConfig
-from seq2seq_rnn.data.batching import Batch, TokenBatchSampler, collate
+from seq2seq_rnn.data.batching import Batch, TokenBatchSampler, collate, sentence_batches
 from seq2seq_rnn.data.corpus import ParallelCorpus, filter_by_length, load_split
 from seq2seq_rnn.data.tokenizer import PAD_ID, SubwordTokenizer
 from seq2seq_rnn.errors import ConfigError, TrainingError, TrainingInterrupted
 from seq2seq_rnn.metrics import Scores, score
 from seq2seq_rnn.model import Seq2Seq
+from seq2seq_rnn.progress import on_terminal
 from seq2seq_rnn.rundir import RunDir
 from seq2seq_rnn.translator import Translator, resolve_device
 
@@ -390,7 +391,7 @@ class Trainer:
         d = self.data
         loss, tokens = 0.0, 0
         with torch.no_grad(), self._autocast():
-            for index in _chunks(len(d.val_src), 64):
+            for index in sentence_batches([len(s) for s in d.val_src], 64):  # length-sorted: little padding
                 batch = collate([d.val_src[i] for i in index], [d.val_tgt[i] for i in index]).to(self.device)
                 logits = self.model(batch.src, batch.src_lengths, batch.tgt_in)
                 l_sum, n = token_loss(logits, batch.tgt_out, 0.0)
@@ -482,7 +483,7 @@ class Trainer:
             "nonfinite_steps": p.nonfinite_steps,
         }
         self._append_metrics(metrics)
-        if not sys.stderr.isatty():
+        if not on_terminal():
             log.info(
                 "step %d epoch %d: loss %.3f, %.0f tok/s, lr %.2e",
                 p.step,
@@ -569,11 +570,7 @@ class _Bar:
 
 
 def _progress_bar(total: int | None, initial: int, main: bool) -> _Bar | _NullBar:
-    return _Bar(total, initial) if main and sys.stderr.isatty() else _NullBar()
-
-
-def _chunks(n: int, size: int) -> list[list[int]]:
-    return [list(range(i, min(i + size, n))) for i in range(0, n, size)]
+    return _Bar(total, initial) if main and on_terminal() else _NullBar()
 
 
 def _tensorboard_writer(folder: Path) -> Any:

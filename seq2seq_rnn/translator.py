@@ -96,7 +96,7 @@ class Translator:
     ) -> list[str]:
         """Detokenized translations, in input order; an empty line gives an empty line."""
         nbest = self.translate_nbest(sentences, beam_size, batch_size, length_penalty, nbest=1)
-        return [self.tokenizer.decode_target([hyps[0].tokens])[0] if hyps else "" for hyps in nbest]
+        return self.tokenizer.decode_target([hyps[0].tokens if hyps else [] for hyps in nbest])
 
     def translate_nbest(
         self,

@@ -24,10 +24,6 @@ class Memory(NamedTuple):
     keys: Tensor  # (B, S, K): attention-specific projection of memory
     mask: Tensor  # (B, S) True at real tokens
 
-    def repeat(self, k: int) -> Memory:
-        """Each sentence repeated k times in a row (for beams): B → B·k."""
-        return Memory(*(t.repeat_interleave(k, dim=0) for t in self))
-
 
 class Decoder(nn.Module):
     def __init__(
