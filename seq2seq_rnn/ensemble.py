@@ -66,7 +66,8 @@ class Ensemble(nn.Module):
         """Log of the mean member probability (N, V): log_softmax leaves it unchanged."""
         log_probs, new_state, attention, start = [], [], None, 0
         for i, (model, size) in enumerate(zip(self.members, self._state_sizes, strict=True)):
-            mem = Memory(*memory[3 * i : 3 * i + 3])
+            width = len(Memory._fields)
+            mem = Memory(*memory[width * i : width * (i + 1)])
             logits, s, attn = model.decode_step(prev, state[start : start + size], mem)
             log_probs.append(torch.log_softmax(logits.float(), dim=-1))
             new_state.extend(s)

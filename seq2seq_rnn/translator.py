@@ -13,7 +13,7 @@ from seq2seq_rnn.checkpoint import load_checkpoint, load_model_state
 from seq2seq_rnn.config import Recipe
 from seq2seq_rnn.data.batching import collate, sentence_batches
 from seq2seq_rnn.data.tokenizer import BOS_ID, EOS_ID, SubwordTokenizer
-from seq2seq_rnn.errors import CheckpointError
+from seq2seq_rnn.errors import CheckpointError, ConfigError
 from seq2seq_rnn.model import Seq2Seq
 from seq2seq_rnn.progress import progress
 from seq2seq_rnn.rundir import RunDir
@@ -46,8 +46,6 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        from seq2seq_rnn.errors import ConfigError
-
         raise ConfigError("train.device: 'cuda' was requested but no CUDA device is available")
     return torch.device(name)
 
@@ -155,15 +153,13 @@ class Translator:
     ) -> list[Alignment]:
         """Best translation of each sentence with its attention weights (None for an empty line)."""
         if not self.has_attention:
-            from seq2seq_rnn.errors import ConfigError
-
             raise ConfigError(
                 f"model.attention.type: '{self.recipe.model.attention.type}' has no attention weights to show; "
                 "train with bahdanau, general or dot attention"
             )
         found = self.translate_nbest(sentences, beam_size, batch_size, nbest=1, attention=True)
         out = []
-        for sentence, hyps, ids in zip(sentences, found, self._encode(sentences), strict=True):
+        for sentence, hyps in zip(sentences, found, strict=True):
             if not hyps:
                 out.append(Alignment(sentence, "", [], [], None))
                 continue
@@ -171,7 +167,8 @@ class Translator:
             target = self.tokenizer.target_pieces(best.tokens)
             if best.attention is not None and best.attention.size(0) > len(best.tokens):
                 target.append("</s>")
-            source = [*self.tokenizer.source_pieces(sentence.strip())[: len(ids)], "</s>"]  # batching adds EOS
+            pieces = self.tokenizer.source_pieces(sentence.strip())[: self.max_source_length]  # the cut _encode makes
+            source = [*pieces, "</s>"]  # batching adds EOS
             text = self.tokenizer.decode_target([best.tokens])[0]
             out.append(Alignment(sentence, text, source, target, best.attention))
         return out
