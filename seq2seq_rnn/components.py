@@ -29,11 +29,11 @@ CELLS = Registry(
     validator=_validate_cell,
 )
 
+# "none" (no attention) is not a component: the decoder's attention is then None.
 ATTENTIONS = Registry(
     kind="attention",
     group="seq2seq_rnn.attention",
     builtins={
-        "none": "seq2seq_rnn.nn.attention:NoAttention",
         "dot": "seq2seq_rnn.nn.attention:DotAttention",
         "general": "seq2seq_rnn.nn.attention:GeneralAttention",
         "bahdanau": "seq2seq_rnn.nn.attention:AdditiveAttention",

@@ -15,10 +15,11 @@ from typing import Any, Literal, get_args, get_origin
 import pydantic
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from seq2seq_rnn.components import ATTENTIONS, CELLS
 from seq2seq_rnn.errors import ConfigError
-from seq2seq_rnn.registry import did_you_mean
+from seq2seq_rnn.registry import BUILTIN, did_you_mean
 
 
 class Section(BaseModel):
@@ -96,6 +97,37 @@ class TokenizerConfig(Section):
 
 
 # -------------------------------------------------------------------- model
+class CellOptions(BaseModel):
+    """Base of a cell's options model (``RecurrentCell.options_model``): unknown keys
+    and type coercion are errors, as everywhere else in a recipe."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+def validate_cell_options(cell_cls: Any, options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` checked against ``cell_cls.options_model`` when the cell declares one
+    (raises pydantic.ValidationError); returned unchanged otherwise (pass-through)."""
+    model = getattr(cell_cls, "options_model", None)
+    if model is None:
+        return dict(options)
+    return model.model_validate(options).model_dump()
+
+
+def _check_cell_options(cell: str, options: dict[str, Any]) -> None:
+    """Recipe-load check of ``cell_options`` by the cell's options model. A built-in cell
+    without options is not imported (recipe validation stays free of torch)."""
+    if not options and CELLS.origin(cell) == BUILTIN:
+        return
+    cell_cls = CELLS.get(cell)
+    try:
+        validate_cell_options(cell_cls, options)
+    except pydantic.ValidationError as exc:
+        valid = sorted(cell_cls.options_model.model_fields)
+        raise PydanticCustomError(
+            "cell_options", "cell {cell!r} rejected its options", {"cell": cell, "errors": exc.errors(), "valid": valid}
+        ) from None
+
+
 class EncoderConfig(Section):
     cell: str = "lstm"
     cell_options: dict[str, Any] = {}
@@ -114,6 +146,18 @@ class EncoderConfig(Section):
             raise ValueError(CELLS.unknown_message(name))
         return name
 
+    @field_validator("cell_options")
+    @classmethod
+    def _typed_cell_options(cls, options: dict[str, Any], info: pydantic.ValidationInfo) -> dict[str, Any]:
+        if "cell" in info.data:  # else the cell name itself was invalid and is reported
+            _check_cell_options(info.data["cell"], options)
+        return options
+
+    @property
+    def output_size(self) -> int:
+        """Size of each memory vector: both directions concatenated when bidirectional."""
+        return self.hidden_size * (2 if self.bidirectional else 1)
+
 
 class DecoderConfig(EncoderConfig):
     bidirectional: Literal[False] = False
@@ -123,8 +167,21 @@ class DecoderConfig(EncoderConfig):
     output_dropout: float = probability(0.2)
 
 
+NO_ATTENTION = "none"
+
+
+def dot_attention_mismatch(query_size: int, memory_size: int) -> str | None:
+    """The one check of dot attention's sizes (used by recipe validation and by DotAttention)."""
+    if query_size == memory_size:
+        return None
+    return (
+        f"'dot' needs decoder.hidden_size ({query_size}) to equal the encoder output size ({memory_size} = "
+        "encoder.hidden_size, doubled when bidirectional); use 'general' or 'bahdanau'"
+    )
+
+
 class AttentionConfig(Section):
-    type: str = "bahdanau"
+    type: str = Field(default="bahdanau", description="a registered attention, or 'none'")
     hidden_size: int | None = Field(
         default=None, ge=1, description="additive attention size; default: decoder.hidden_size"
     )
@@ -132,8 +189,8 @@ class AttentionConfig(Section):
     @field_validator("type")
     @classmethod
     def _known_attention(cls, name: str) -> str:
-        if name not in ATTENTIONS.names():
-            raise ValueError(ATTENTIONS.unknown_message(name))
+        if name != NO_ATTENTION and name not in ATTENTIONS.names():
+            raise ValueError(ATTENTIONS.unknown_message(name, also=[NO_ATTENTION]))
         return name
 
 
@@ -162,12 +219,8 @@ class ModelConfig(Section):
     @model_validator(mode="after")
     def _check_attention(self) -> ModelConfig:
         att, enc, dec = self.attention, self.encoder, self.decoder
-        memory = enc.hidden_size * (2 if enc.bidirectional else 1)
-        if att.type == "dot" and dec.hidden_size != memory:
-            raise ValueError(
-                f"attention.type 'dot' needs decoder.hidden_size ({dec.hidden_size}) to equal the encoder output "
-                f"size ({memory} = encoder.hidden_size, doubled when bidirectional); use 'general' or 'bahdanau'"
-            )
+        if att.type == "dot" and (mismatch := dot_attention_mismatch(dec.hidden_size, enc.output_size)):
+            raise ValueError(f"attention.type {mismatch}")
         if att.hidden_size is not None and att.type in ("none", "dot", "general"):
             raise ValueError(
                 f"attention.hidden_size is only used by additive attention ('bahdanau'), not {att.type!r}; remove it"
@@ -422,6 +475,20 @@ def format_validation_error(exc: pydantic.ValidationError, source: str) -> str:
             valid = _section_fields(loc[:-1])
             hint = did_you_mean(str(loc[-1]), valid)
             lines.append(f"{path}: unknown key{hint}. Valid keys: {', '.join(valid)}")
+            continue
+        if err["type"] == "cell_options":  # the cell's own options model: one line per option, dotted
+            valid = err["ctx"]["valid"]
+            for sub in err["ctx"]["errors"]:
+                where = ".".join(str(p) for p in (*loc, *sub["loc"]))
+                if sub["type"] == "extra_forbidden":
+                    hint = did_you_mean(str(sub["loc"][-1]), valid)
+                    lines.append(
+                        f"{where}: unknown option of cell {err['ctx']['cell']!r}{hint}. "
+                        f"Valid options: {', '.join(valid) or 'none'}"
+                    )
+                    continue
+                got = f" (got {sub['input']!r})" if sub["type"] not in ("missing",) else ""
+                lines.append(f"{where}: {sub['msg']}{got}")
             continue
         message = err["msg"].removeprefix("Value error, ")
         got = f" (got {err['input']!r})" if err["type"] not in ("missing", "value_error") else ""

@@ -46,14 +46,7 @@ class SentenceEncoder(nn.Module):
 
     def forward(self, src: Tensor) -> tuple[Tensor, ...]:
         enc = self.model.encoder
-        x = enc.embed(src)  # (1, S, E)
-        for layer, fwd in enumerate(enc.forward_cells):
-            out, _ = fwd.forward_sequence(x, fwd.initial_state(1, x.device, x.dtype), None)
-            if enc.backward_cells is not None:
-                bwd_cell = enc.backward_cells[layer]
-                bwd, _ = bwd_cell.forward_sequence(x.flip(1), bwd_cell.initial_state(1, x.device, x.dtype), None)
-                out = torch.cat([out, bwd.flip(1)], dim=-1)  # (1, S, 2H)
-            x = out + x if enc.residual and layer > 0 else out
+        x = enc.stack(enc.embed(src), None)  # (1, S, D); no lengths: nothing packed
         mask = src != enc.padding_idx  # (1, S), all True: no padding
         mem = self.model.decoder.prepare(x, mask)
         state = self.model.decoder.initial_state(x.mean(dim=1))  # summary (1, D)

@@ -6,8 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from seq2seq_rnn.cells import RecurrentCell
-from seq2seq_rnn.components import ATTENTIONS
-from seq2seq_rnn.config import ModelConfig
+from seq2seq_rnn.config import InitConfig, ModelConfig
 from seq2seq_rnn.nn.decoder import Decoder, Memory
 from seq2seq_rnn.nn.encoder import Encoder
 
@@ -20,49 +19,22 @@ class Seq2Seq(nn.Module):
 
     @classmethod
     def from_config(cls, cfg: ModelConfig, source_vocab_size: int, target_vocab_size: int) -> Seq2Seq:
-        enc, dec = cfg.encoder, cfg.decoder
-        encoder = Encoder(
-            source_vocab_size,
-            enc.cell,
-            enc.cell_options,
-            enc.embedding_size,
-            enc.hidden_size,
-            enc.layers,
-            enc.bidirectional,
-            enc.residual,
-            enc.dropout,
-            enc.embedding_dropout,
-        )
+        encoder = Encoder(vocab_size=source_vocab_size, config=cfg.encoder)
         decoder = Decoder(
-            target_vocab_size,
-            dec.cell,
-            dec.cell_options,
-            dec.embedding_size,
-            dec.hidden_size,
-            dec.layers,
-            dec.residual,
-            dec.dropout,
-            dec.embedding_dropout,
-            dec.output_dropout,
-            dec.input_feeding,
-            dec.tie_embeddings,
-            dec.bridge,
-            encoder.output_size,
-            ATTENTIONS.get(cfg.attention.type),
-            cfg.attention.hidden_size,
+            vocab_size=target_vocab_size, memory_size=encoder.output_size, config=cfg.decoder, attention=cfg.attention
         )
         model = cls(encoder, decoder)
-        model.reset_parameters(cfg.init.uniform, cfg.init.recurrent, cfg.init.forget_bias)
+        model.reset_parameters(cfg.init)
         return model
 
     @torch.no_grad()
-    def reset_parameters(self, uniform: float, recurrent: str, forget_bias: float) -> None:
+    def reset_parameters(self, init: InitConfig) -> None:
         """U(-a, a) everywhere, then each cell's recurrent init (orthogonal, forget bias)."""
         for param in self.parameters():
-            nn.init.uniform_(param, -uniform, uniform)
+            nn.init.uniform_(param, -init.uniform, init.uniform)
         for module in self.modules():
             if isinstance(module, RecurrentCell):
-                module.reset_parameters_for(recurrent, forget_bias)
+                module.reset_parameters_for(init.recurrent, init.forget_bias)
         for emb in (self.encoder.embed, self.decoder.embed):
             emb.weight[emb.padding_idx].zero_()
 

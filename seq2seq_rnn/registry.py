@@ -138,10 +138,12 @@ class Registry:
             raise ConfigError(self.unknown_message(name))
         return self._entries[name]
 
-    def unknown_message(self, name: object, path: str = "") -> str:
+    def unknown_message(self, name: object, path: str = "", also: list[str] | tuple[str, ...] = ()) -> str:
+        """``also``: names valid beside the registered ones (e.g. attention 'none')."""
         where = f"{path}: " if path else ""
-        choices = ", ".join(self.names())
-        hint = did_you_mean(name, self.names()) if isinstance(name, str) else ""
+        names = sorted([*self.names(), *also])
+        choices = ", ".join(names)
+        hint = did_you_mean(name, names) if isinstance(name, str) else ""
         return f"{where}unknown {self.kind} {name!r}{hint}. Valid choices: {choices}"
 
     def get(self, name: str) -> Any:

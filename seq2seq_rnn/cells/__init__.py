@@ -2,34 +2,72 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
-from seq2seq_rnn.cells.base import RecurrentCell, State, accepted_options, check_cell_instance
+from seq2seq_rnn.cells.base import (
+    RecurrentCell,
+    State,
+    accepted_options,
+    check_cell_instance,
+    validate_cell_options,
+)
 from seq2seq_rnn.components import CELLS, register_cell
 from seq2seq_rnn.errors import ConfigError, PluginError
 
-__all__ = ["CELLS", "RecurrentCell", "State", "build_cell", "register_cell"]
+__all__ = ["CELLS", "CellFactory", "RecurrentCell", "State", "build_cell", "register_cell"]
 
 _checked: set[type] = set()
 
 
+@dataclass(frozen=True)
+class CellFactory:
+    """A registered cell resolved once: its class, where it comes from and its
+    validated options. Calling it builds one cell: ``factory(input_size, hidden_size)``.
+
+    ``path`` is the recipe key (e.g. ``model.encoder``) used in error messages.
+    """
+
+    name: str
+    cls: type[RecurrentCell]
+    origin: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+    path: str = "model"
+
+    @classmethod
+    def resolve(cls, name: str, options: Mapping[str, Any] | None = None, path: str = "model") -> CellFactory:
+        cell_cls = CELLS.get(name)
+        origin = CELLS.origin(name)
+        given = dict(options or {})
+        try:
+            checked = validate_cell_options(cell_cls, given)
+        except ValueError as exc:
+            raise ConfigError(f"{path}.cell_options: cell {name!r} ({origin}) rejected {given!r}: {exc}") from None
+        return cls(name, cell_cls, origin, checked, path)
+
+    def __call__(self, input_size: int, hidden_size: int) -> RecurrentCell:
+        try:
+            cell = self.cls(input_size, hidden_size, **self.options)
+        except (ConfigError, TypeError, ValueError) as exc:
+            accepted = ", ".join(accepted_options(self.cls)) or "none"
+            raise ConfigError(
+                f"{self.path}.cell_options: cell {self.name!r} ({self.origin}) rejected {dict(self.options)!r}: "
+                f"{exc}. Accepted options: {accepted}"
+            ) from None
+        except PluginError:
+            raise
+        except Exception as exc:
+            raise PluginError(
+                f"cell {self.name!r} from {self.origin} failed to construct: {type(exc).__name__}: {exc}"
+            ) from exc
+        if self.cls not in _checked:
+            check_cell_instance(self.name, self.origin, cell)
+            _checked.add(self.cls)
+        return cell
+
+
 def build_cell(name: str, input_size: int, hidden_size: int, options: dict[str, Any], path: str) -> RecurrentCell:
-    """Instantiate the cell registered as ``name``; ``path`` is the recipe key
-    (e.g. ``model.encoder``) used in error messages."""
-    cls = CELLS.get(name)
-    origin = CELLS.origin(name)
-    try:
-        cell = cls(input_size, hidden_size, **options)
-    except (ConfigError, TypeError, ValueError) as exc:
-        accepted = ", ".join(accepted_options(cls)) or "none"
-        raise ConfigError(
-            f"{path}.cell_options: cell {name!r} ({origin}) rejected {options!r}: {exc}. Accepted options: {accepted}"
-        ) from None
-    except PluginError:
-        raise
-    except Exception as exc:
-        raise PluginError(f"cell {name!r} from {origin} failed to construct: {type(exc).__name__}: {exc}") from exc
-    if cls not in _checked:
-        check_cell_instance(name, origin, cell)
-        _checked.add(cls)
-    return cell
+    """One cell of the kind registered as ``name`` (resolves the name each call;
+    models resolve a :class:`CellFactory` once instead)."""
+    return CellFactory.resolve(name, options, path)(input_size, hidden_size)

@@ -13,21 +13,32 @@ built-in cells override it with PyTorch's fused kernels.
 from __future__ import annotations
 
 import inspect
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
 from seq2seq_rnn.cells.hoist import HoistedCell, agrees, hoist, hoisted_loop
 from seq2seq_rnn.cells.loop import masked_steps
+from seq2seq_rnn.config import CellOptions, validate_cell_options
 from seq2seq_rnn.errors import ConfigError, PluginError
+
+__all__ = ["CellOptions", "RecurrentCell", "State", "validate_cell_options"]
 
 State = tuple[Tensor, ...]
 
 
 class RecurrentCell(nn.Module):
     """Base class of recurrent cells. Subclasses implement :meth:`initial_state`
-    and :meth:`forward`; options come from the recipe's ``cell_options``."""
+    and :meth:`forward`; options come from the recipe's ``cell_options``.
+
+    A cell that sets ``options_model`` to a :class:`~seq2seq_rnn.config.CellOptions`
+    subclass has ``model.*.cell_options`` validated against it when the recipe
+    is loaded (errors name the dotted path); without one the options are passed
+    through to ``__init__`` unchecked, as keyword arguments.
+    """
+
+    options_model: ClassVar[type[CellOptions] | None] = None
 
     def __init__(self, input_size: int, hidden_size: int, **options: Any) -> None:
         super().__init__()
@@ -105,7 +116,10 @@ def orthogonal_blocks_(weight: Tensor) -> None:
 
 
 def accepted_options(cls: type) -> list[str]:
-    """Names of the keyword options a cell class's ``__init__`` takes."""
+    """Names of the keyword options a cell class takes (its options model's fields, else ``__init__``'s)."""
+    model = getattr(cls, "options_model", None)
+    if model is not None:
+        return list(model.model_fields)
     params = inspect.signature(cls.__init__).parameters.values()
     named = (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) if (p := next(iter(params), None)) else ()
     return [q.name for q in params if q.kind in named and q.name not in ("self", "input_size", "hidden_size")]

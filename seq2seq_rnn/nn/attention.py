@@ -3,6 +3,7 @@
 Each module maps a query (B, Tq, H) over a memory (B, S, D) to a context
 (B, Tq, D) and weights (B, Tq, S). ``prepare`` precomputes whatever depends on
 the memory only (projected keys), once per source batch; decoding reuses it.
+"No attention" is ``None`` (see :func:`build_attention`), not a module.
 """
 
 from __future__ import annotations
@@ -10,13 +11,24 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from seq2seq_rnn.components import ATTENTIONS
+from seq2seq_rnn.config import NO_ATTENTION, AttentionConfig, dot_attention_mismatch
 from seq2seq_rnn.errors import ConfigError
 
 
-class Attention(nn.Module):
-    """Base class: subclasses implement :meth:`scores`."""
+def build_attention(cfg: AttentionConfig, *, query_size: int, memory_size: int) -> Attention | None:
+    """The attention named by ``cfg`` over a memory of ``memory_size``; None for 'none'."""
+    if cfg.type == NO_ATTENTION:
+        return None
+    cls = ATTENTIONS.get(cfg.type)
+    return cls(query_size=query_size, memory_size=memory_size, hidden_size=cfg.hidden_size)
 
-    def __init__(self, query_size: int, memory_size: int, hidden_size: int | None = None) -> None:
+
+class Attention(nn.Module):
+    """Base class: subclasses implement :meth:`scores`. Constructed with keywords
+    ``query_size``, ``memory_size`` and ``hidden_size`` (None unless configured)."""
+
+    def __init__(self, *, query_size: int, memory_size: int, hidden_size: int | None = None) -> None:
         super().__init__()
         self.query_size = query_size
         self.memory_size = memory_size
@@ -36,23 +48,13 @@ class Attention(nn.Module):
         return torch.bmm(weights, memory), weights
 
 
-class NoAttention(Attention):
-    """No attention: the decoder sees the source only through its initial state."""
-
-    def forward(self, query: Tensor, keys: Tensor, memory: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
-        raise AssertionError("NoAttention is never called; the decoder skips it")
-
-
 class DotAttention(Attention):
     """Luong dot: score = qᵀ k. Needs query and memory of the same size."""
 
-    def __init__(self, query_size: int, memory_size: int, hidden_size: int | None = None) -> None:
-        super().__init__(query_size, memory_size)
-        if query_size != memory_size:
-            raise ConfigError(
-                f"model.attention.type: 'dot' needs decoder.hidden_size ({query_size}) to equal the encoder "
-                f"output size ({memory_size}, doubled when bidirectional); use 'general' or 'bahdanau'"
-            )
+    def __init__(self, *, query_size: int, memory_size: int, hidden_size: int | None = None) -> None:
+        super().__init__(query_size=query_size, memory_size=memory_size)
+        if mismatch := dot_attention_mismatch(query_size, memory_size):
+            raise ConfigError(f"model.attention.type: {mismatch}")
 
     def scores(self, query: Tensor, keys: Tensor) -> Tensor:
         return torch.bmm(query, keys.transpose(1, 2))
@@ -61,8 +63,8 @@ class DotAttention(Attention):
 class GeneralAttention(Attention):
     """Luong general: score = qᵀ W k, with W k precomputed per source."""
 
-    def __init__(self, query_size: int, memory_size: int, hidden_size: int | None = None) -> None:
-        super().__init__(query_size, memory_size)
+    def __init__(self, *, query_size: int, memory_size: int, hidden_size: int | None = None) -> None:
+        super().__init__(query_size=query_size, memory_size=memory_size)
         self.key_proj = nn.Linear(memory_size, query_size, bias=False)
 
     def prepare(self, memory: Tensor) -> Tensor:
@@ -75,8 +77,8 @@ class GeneralAttention(Attention):
 class AdditiveAttention(Attention):
     """Bahdanau (additive): score = vᵀ tanh(W_q q + W_k k)."""
 
-    def __init__(self, query_size: int, memory_size: int, hidden_size: int | None = None) -> None:
-        super().__init__(query_size, memory_size)
+    def __init__(self, *, query_size: int, memory_size: int, hidden_size: int | None = None) -> None:
+        super().__init__(query_size=query_size, memory_size=memory_size)
         hidden_size = hidden_size or query_size
         self.key_proj = nn.Linear(memory_size, hidden_size, bias=False)
         self.query_proj = nn.Linear(query_size, hidden_size, bias=True)

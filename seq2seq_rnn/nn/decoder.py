@@ -7,14 +7,15 @@ reorders it with one ``index_select`` per tensor, whatever the cell.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
 
-from seq2seq_rnn.cells import State, build_cell
-from seq2seq_rnn.nn.attention import Attention, NoAttention
-from seq2seq_rnn.nn.layers import flatten_states, unflatten_states
+from seq2seq_rnn.cells import CellFactory, State
+from seq2seq_rnn.config import AttentionConfig, DecoderConfig
+from seq2seq_rnn.nn.attention import build_attention
+from seq2seq_rnn.nn.layers import flatten_states, residual_stack, unflatten_states
 
 
 class Memory(NamedTuple):
@@ -26,54 +27,44 @@ class Memory(NamedTuple):
 
 
 class Decoder(nn.Module):
+    """Stacked cells reading a memory (B, S, ``memory_size``) through the attention
+    that ``attention`` configures (None or type 'none': no attention, so the source
+    reaches the decoder only through its initial state). ``cell`` builds the cells
+    (default: resolved from ``config.cell``)."""
+
     def __init__(
         self,
+        *,
         vocab_size: int,
-        cell: str,
-        cell_options: dict[str, Any],
-        embedding_size: int,
-        hidden_size: int,
-        layers: int,
-        residual: bool,
-        dropout: float,
-        embedding_dropout: float,
-        output_dropout: float,
-        input_feeding: bool,
-        tie_embeddings: bool,
-        bridge: bool,
         memory_size: int,
-        attention: type[Attention],
-        attention_hidden_size: int | None,
+        config: DecoderConfig | None = None,
+        attention: AttentionConfig | None = None,
+        cell: CellFactory | None = None,
         padding_idx: int = 0,
     ) -> None:
         super().__init__()
-        self.embed = nn.Embedding(vocab_size, embedding_size, padding_idx=padding_idx)
-        self.embedding_dropout = nn.Dropout(embedding_dropout)
-        self.dropout = nn.Dropout(dropout)
-        self.output_dropout = nn.Dropout(output_dropout)
-        self.residual = residual
-        self.input_feeding = input_feeding
-        self.hidden_size = hidden_size
+        cfg = config or DecoderConfig()
+        cell = cell or CellFactory.resolve(cfg.cell, cfg.cell_options, "model.decoder")
+        hidden = cfg.hidden_size
+        self.embed = nn.Embedding(vocab_size, cfg.embedding_size, padding_idx=padding_idx)
+        self.embedding_dropout = nn.Dropout(cfg.embedding_dropout)
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.output_dropout = nn.Dropout(cfg.output_dropout)
+        self.residual = cfg.residual
+        self.input_feeding = cfg.input_feeding
+        self.hidden_size = hidden
         self.fused = True
-        sizes = [embedding_size + (hidden_size if input_feeding else 0)] + [hidden_size] * (layers - 1)
-        self.cells = nn.ModuleList(build_cell(cell, size, hidden_size, cell_options, "model.decoder") for size in sizes)
-        self.attention = (
-            None if attention is NoAttention else attention(hidden_size, memory_size, attention_hidden_size)
-        )
-        self.combine = nn.Linear(hidden_size + memory_size, hidden_size) if self.attention is not None else None
-        self.output = nn.Linear(hidden_size, vocab_size)
-        if tie_embeddings:
+        sizes = [cfg.embedding_size + (hidden if cfg.input_feeding else 0)] + [hidden] * (cfg.layers - 1)
+        self.cells = nn.ModuleList(cell(size, hidden) for size in sizes)
+        att = build_attention(attention, query_size=hidden, memory_size=memory_size) if attention is not None else None
+        self.attention = att
+        self.combine = nn.Linear(hidden + memory_size, hidden) if att is not None else None
+        self.output = nn.Linear(hidden, vocab_size)
+        if cfg.tie_embeddings:
             self.output.weight = self.embed.weight
         probe = [c.initial_state(1, "cpu", torch.float32) for c in self.cells]
         self.state_sizes = [len(s) for s in probe]
-        self.bridge = (
-            nn.ModuleList(
-                nn.ModuleList(nn.Linear(memory_size, t.size(1)) if t.dim() == 2 else nn.Identity() for t in s)
-                for s in probe
-            )
-            if bridge
-            else None
-        )
+        self.bridge = _bridge(probe, memory_size) if cfg.bridge else None
 
     # -- state ---------------------------------------------------------------
     def prepare(self, memory: Tensor, mask: Tensor) -> Memory:
@@ -108,13 +99,14 @@ class Decoder(nn.Module):
         return torch.tanh(self.combine(torch.cat([top, context], dim=-1))), weights
 
     def _layer_step(self, x: Tensor, states: list[State]) -> tuple[Tensor, list[State]]:
-        new_states = []
-        for layer, cell in enumerate(self.cells):
-            h, s = cell(x, states[layer])
+        new_states: list[State] = []
+
+        def run(layer: int, inp: Tensor) -> Tensor:
+            h, s = self.cells[layer](inp, states[layer])
             new_states.append(s)
-            h = self.dropout(h)
-            x = h + x if self.residual and layer > 0 else h
-        return x, new_states
+            return h
+
+        return residual_stack(x, len(self.cells), run, self.dropout, self.residual), new_states
 
     def step(
         self, prev: Tensor, flat: tuple[Tensor, ...], mem: Memory
@@ -141,9 +133,18 @@ class Decoder(nn.Module):
             return torch.stack(logits, dim=1)
         states, _ = self._split(flat)
         x = self.embedding_dropout(self.embed(tgt_in))  # (B, T, E)
-        for layer, cell in enumerate(self.cells):
-            h, _ = cell.forward_sequence(x, states[layer])
-            h = self.dropout(h)
-            x = h + x if self.residual and layer > 0 else h
+
+        def run(layer: int, inp: Tensor) -> Tensor:
+            return self.cells[layer].forward_sequence(inp, states[layer])[0]
+
+        x = residual_stack(x, len(self.cells), run, self.dropout, self.residual)  # (B, T, H)
         att, _ = self._attend(x, mem)
         return self.output(self.output_dropout(att))
+
+
+def _bridge(probe: list[State], memory_size: int) -> nn.ModuleList:
+    """Per layer, per state tensor: a projection of the source summary (D) to the
+    tensor's size, or Identity for a tensor that is not (B, ·)-shaped."""
+    return nn.ModuleList(
+        nn.ModuleList(nn.Linear(memory_size, t.size(1)) if t.dim() == 2 else nn.Identity() for t in s) for s in probe
+    )
