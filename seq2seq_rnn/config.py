@@ -124,7 +124,7 @@ def _check_cell_options(cell: str, options: dict[str, Any]) -> None:
     except pydantic.ValidationError as exc:
         valid = sorted(cell_cls.options_model.model_fields)
         raise PydanticCustomError(
-            "cell_options", "cell {cell!r} rejected its options", {"cell": cell, "errors": exc.errors(), "valid": valid}
+            "cell_options", "cell '{cell}' rejected its options", {"cell": cell, "errors": exc.errors(), "valid": valid}
         ) from None
 
 

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY, small_overrides
 
 from seq2seq_rnn.checkpoint import load_checkpoint
 from seq2seq_rnn.cli import main
 from seq2seq_rnn.config import load_recipe
 from seq2seq_rnn.train import Hooks, Trainer
+from tests.helpers import TINY, small_overrides
 
 N = 60
 

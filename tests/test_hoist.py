@@ -3,18 +3,15 @@ refuses cells where hoisting would change the result."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 from torch import Tensor, nn
 
 from seq2seq_rnn.cells import RecurrentCell
 from seq2seq_rnn.cells.base import State, step_loop
+from tests.helpers import load_layernorm_cell
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "plugins" / "seq2seq-rnn-layernorm"))
-from seq2seq_rnn_layernorm.cell import LayerNormLSTMCell  # noqa: E402
+LayerNormLSTMCell = load_layernorm_cell()
 
 
 class PlainGRU(RecurrentCell):

@@ -10,10 +10,10 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, cli_env, run_cli
 
 from seq2seq_rnn.interactive import Settings, command
 from seq2seq_rnn.translator import Translator
+from tests.helpers import ROOT, cli_env, run_cli
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="needs a pseudo-terminal")
 

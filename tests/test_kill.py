@@ -21,10 +21,10 @@ from typing import Any
 
 import pytest
 import torch
-from conftest import ROOT, TINY, cli_env, run_cli, small_overrides
 
 from seq2seq_rnn.checkpoint import load_checkpoint
 from seq2seq_rnn.cli import main
+from tests.helpers import ROOT, TINY, cli_env, run_cli, small_overrides
 
 # Many small checkpoints (every 2 steps) so that kills often land in or near a checkpoint write.
 SETTINGS = small_overrides(train__max_steps=30, train__validate_every=2, train__log_every=1)

@@ -125,7 +125,7 @@ def test_beam_attention_follows_its_hypothesis(tiny_run: Path) -> None:
 
 
 def test_tensorboard_option(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from conftest import TINY, small_overrides
+    from tests.helpers import TINY, small_overrides
 
     run = tmp_path / "run"
     args = ["train", str(TINY), "--output-dir", str(run), "--no-test"]

@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import TINY
 
 from seq2seq_rnn.cli import main
 from seq2seq_rnn.config import resolve_paths
+from tests.helpers import TINY
 
 Raw = dict[str, Any]
 

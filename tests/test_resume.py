@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 import torch
-from conftest import TINY, small_overrides
 
 from seq2seq_rnn.config import Recipe, load_recipe
 from seq2seq_rnn.errors import ConfigError, TrainingInterrupted
 from seq2seq_rnn.train import Trainer
+from tests.helpers import TINY, small_overrides
 
 N = 20  # total steps; validate_every=5 divides N/2, so stopping at N/2 adds no extra validation
 

@@ -42,8 +42,11 @@ class CellFactory:
         given = dict(options or {})
         try:
             checked = validate_cell_options(cell_cls, given)
-        except ValueError as exc:
-            raise ConfigError(f"{path}.cell_options: cell {name!r} ({origin}) rejected {given!r}: {exc}") from None
+        except ValueError as exc:  # a pydantic.ValidationError of the cell's options model
+            accepted = ", ".join(accepted_options(cell_cls)) or "none"
+            raise ConfigError(
+                f"{path}.cell_options: cell {name!r} ({origin}) rejected {given!r}: {exc}. Accepted options: {accepted}"
+            ) from None
         return cls(name, cell_cls, origin, checked, path)
 
     def __call__(self, input_size: int, hidden_size: int) -> RecurrentCell:

@@ -13,34 +13,44 @@ is the bias); LN_c has both. ``affine=False`` drops every gain and LN bias.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
-from seq2seq_rnn.cells.base import RecurrentCell, State, orthogonal_blocks_
+from pydantic import Field
+from seq2seq_rnn.cells.base import CellOptions, RecurrentCell, State, orthogonal_blocks_
 from torch import Tensor, nn
 from torch.nn import functional as F
+
+
+class LayerNormLSTMOptions(CellOptions):
+    """The recipe's ``cell_options`` for ``layernorm_lstm``, checked when the recipe
+    is loaded: ``model.encoder.cell_options.eps: Input should be greater than 0``."""
+
+    eps: float = Field(default=1e-5, gt=0.0, description="added to the variance in every LayerNorm")
+    affine: bool = Field(default=True, description="LayerNorms learn a gain (and LN_c a bias)")
 
 
 class LayerNormLSTMCell(RecurrentCell):
     """One time step per :meth:`forward`; state ``(h, c)``, each (B, H).
 
-    Options (recipe ``cell_options``): ``eps`` added to the variance in every
-    LayerNorm, ``affine`` whether the LayerNorms learn a gain (and LN_c a bias).
+    Options: :class:`LayerNormLSTMOptions` (also checked when the cell is built
+    directly, e.g. ``LayerNormLSTMCell(4, 8, eps=1e-3)``).
     """
 
-    def __init__(self, input_size: int, hidden_size: int, eps: float = 1e-5, affine: bool = True) -> None:
-        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps > 0:
-            raise ValueError(f"eps must be a positive number, got {eps!r}")
-        if not isinstance(affine, bool):
-            raise TypeError(f"affine must be true or false, got {affine!r}")
+    options_model = LayerNormLSTMOptions
+
+    def __init__(self, input_size: int, hidden_size: int, **options: Any) -> None:
+        opts = LayerNormLSTMOptions.model_validate(options)
         super().__init__(input_size, hidden_size)
-        self.eps = float(eps)
-        self.affine = affine
+        self.eps = float(opts.eps)
+        self.affine = opts.affine
         gates = 4 * hidden_size
         self.weight_ih = nn.Parameter(torch.empty(gates, input_size))
         self.weight_hh = nn.Parameter(torch.empty(gates, hidden_size))
         self.bias = nn.Parameter(torch.empty(gates))
-        self.ln_ih = nn.LayerNorm(gates, eps=self.eps, elementwise_affine=affine, bias=False)
-        self.ln_hh = nn.LayerNorm(gates, eps=self.eps, elementwise_affine=affine, bias=False)
-        self.ln_c = nn.LayerNorm(hidden_size, eps=self.eps, elementwise_affine=affine)
+        self.ln_ih = nn.LayerNorm(gates, eps=self.eps, elementwise_affine=self.affine, bias=False)
+        self.ln_hh = nn.LayerNorm(gates, eps=self.eps, elementwise_affine=self.affine, bias=False)
+        self.ln_c = nn.LayerNorm(hidden_size, eps=self.eps, elementwise_affine=self.affine)
         self.reset_parameters()
 
     def extra_repr(self) -> str:
