@@ -25,6 +25,7 @@ def _parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser("train", help="train a recipe")
     train.add_argument("recipe", type=Path)
+    _import_arg(train)
     train.add_argument(
         "--set",
         dest="overrides",
@@ -58,6 +59,7 @@ def _parser() -> argparse.ArgumentParser:
 
     tune = sub.add_parser("tune", help="run the recipe's sweep: section with Ray Tune")
     tune.add_argument("recipe", type=Path)
+    _import_arg(tune)
     tune.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     tune.add_argument("--output-dir", type=Path, help="sweep directory (default: runs/<recipe name>-sweep)")
     tune.add_argument("--num-samples", type=int, help="override sweep.num_samples")
@@ -69,6 +71,7 @@ def _parser() -> argparse.ArgumentParser:
 
     export = sub.add_parser("export", help="write a self-contained model that translates without this package")
     export.add_argument("run_dir", type=Path)
+    _import_arg(export)
     export.add_argument("--format", default="torchscript", choices=["torchscript", "onnx"])
     export.add_argument("--output", type=Path, help="export folder (default: RUN_DIR/export-FORMAT)")
     export.add_argument("--checkpoint", default="best", help="best, last, or a checkpoint path (default: best)")
@@ -83,10 +86,23 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _import_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--import",
+        dest="imports",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import a module (dotted name or .py file) first, e.g. one whose register_cell() adds a cell; repeatable."
+        " train records it in the run's recipe (plugins:), so later commands import it too",
+    )
+
+
 def _run_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "run_dirs", type=Path, nargs="+", metavar="RUN_DIR", help="a run directory; several are decoded as an ensemble"
     )
+    _import_arg(parser)
     parser.add_argument("--beam-size", type=int, help="default: the recipe's decode.beam_size")
     parser.add_argument(
         "--checkpoint",
@@ -104,6 +120,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     from seq2seq_rnn.train import Trainer
 
     recipe = load_recipe(args.recipe, args.overrides)
+    if args.imports:  # the run directory remembers them: translate/evaluate/export import them too
+        plugins = [p for p in args.imports if p not in recipe.plugins]
+        recipe = recipe.model_copy(update={"plugins": [*recipe.plugins, *plugins]})
     check_model_config(recipe.model)  # cell options, attention sizes: fail before any work
     run_dir = args.output_dir or Path("runs") / recipe.name
     recipe = with_scaling(recipe, args.workers, args.gpus_per_worker, args.address)
@@ -305,6 +324,11 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S", stream=sys.stderr)
     try:
+        if getattr(args, "imports", None):
+            from seq2seq_rnn.registry import import_modules
+
+            args.imports = [str(Path(m).resolve()) if m.endswith(".py") else m for m in args.imports]
+            import_modules(args.imports, "--import")
         return COMMANDS[args.command](args)
     except KeyboardInterrupt:  # before training's own handler is installed (e.g. data preparation)
         print("interrupted", file=sys.stderr)

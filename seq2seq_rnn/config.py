@@ -19,7 +19,7 @@ from pydantic_core import PydanticCustomError
 
 from seq2seq_rnn.components import ATTENTIONS, CELLS
 from seq2seq_rnn.errors import ConfigError
-from seq2seq_rnn.registry import BUILTIN, did_you_mean
+from seq2seq_rnn.registry import BUILTIN, did_you_mean, import_modules
 
 
 class Section(BaseModel):
@@ -146,12 +146,12 @@ class EncoderConfig(Section):
             raise ValueError(CELLS.unknown_message(name))
         return name
 
-    @field_validator("cell_options")
-    @classmethod
-    def _typed_cell_options(cls, options: dict[str, Any], info: pydantic.ValidationInfo) -> dict[str, Any]:
-        if "cell" in info.data:  # else the cell name itself was invalid and is reported
-            _check_cell_options(info.data["cell"], options)
-        return options
+    @model_validator(mode="after")
+    def _typed_cell_options(self) -> EncoderConfig:
+        # after, not a field validator: a default (empty) cell_options is checked too,
+        # which also surfaces a name claimed by two plugins
+        _check_cell_options(self.cell, self.cell_options)
+        return self
 
     @property
     def output_size(self) -> int:
@@ -388,6 +388,11 @@ class SweepConfig(Section):
 class Recipe(Section):
     name: str = "experiment"
     seed: int = 1
+    plugins: list[str] = Field(
+        default=[],
+        description="modules imported before the recipe is validated (their register_cell() calls add cells): "
+        "dotted module names, or .py files relative to the recipe",
+    )
     data: DataConfig
     tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
@@ -401,6 +406,8 @@ class Recipe(Section):
         raw = self.model_dump(mode="json")
         if raw.get("sweep") is None:
             raw.pop("sweep", None)  # run directories' recipe.yaml stay free of an empty sweep
+        if not raw.get("plugins"):
+            raw.pop("plugins", None)
         return raw
 
     def to_yaml(self) -> str:
@@ -479,7 +486,7 @@ def format_validation_error(exc: pydantic.ValidationError, source: str) -> str:
         if err["type"] == "cell_options":  # the cell's own options model: one line per option, dotted
             valid = err["ctx"]["valid"]
             for sub in err["ctx"]["errors"]:
-                where = ".".join(str(p) for p in (*loc, *sub["loc"]))
+                where = ".".join(str(p) for p in (*loc, "cell_options", *sub["loc"]))
                 if sub["type"] == "extra_forbidden":
                     hint = did_you_mean(str(sub["loc"][-1]), valid)
                     lines.append(
@@ -501,14 +508,27 @@ def validate_recipe(raw: Any, source: str = "<recipe>") -> Recipe:
         raise ConfigError(f"{source}: the recipe is empty")
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: a recipe must be a mapping of sections, got {type(raw).__name__}")
+    plugins = raw.get("plugins")
+    if isinstance(plugins, list) and all(isinstance(p, str) for p in plugins):  # else validation says what is wrong
+        import_modules(plugins, f"{source}: plugins")
     try:
         return Recipe.model_validate(raw)
     except pydantic.ValidationError as exc:
         raise ConfigError(format_validation_error(exc, source)) from None
 
 
+def resolve_plugin(spec: str, base_dir: Path) -> str:
+    """A ``.py`` file relative to ``base_dir`` becomes absolute; module names stay."""
+    if spec.endswith(".py") and not Path(spec).expanduser().is_absolute():
+        return str((base_dir / spec).resolve())
+    return spec
+
+
 def resolve_paths(raw: dict[str, Any], base_dir: Path) -> dict[str, Any]:
-    """Make relative data paths absolute (relative to the recipe's folder)."""
+    """Make relative data paths and ``plugins`` files absolute (relative to the recipe's folder)."""
+    plugins = raw.get("plugins")
+    if isinstance(plugins, list):
+        raw["plugins"] = [resolve_plugin(p, base_dir) if isinstance(p, str) else p for p in plugins]
     data = raw.get("data")
     if not isinstance(data, dict) or data.get("format") == "hub":
         return raw

@@ -5,6 +5,13 @@ this module (and the recipe validation built on it) never imports torch.
 Third-party packages add components either by calling :meth:`Registry.register`
 at import time or, without any import by the user, through an entry-point group
 (``[project.entry-points."seq2seq_rnn.cells"] name = "pkg.module:Class"``).
+
+A broken installed plugin can be bypassed: ``SEQ2SEQ_RNN_DISABLE_PLUGINS=1`` skips
+every entry point, ``SEQ2SEQ_RNN_DISABLE_PLUGINS=dist-a,dist-b`` the named
+distributions only. Two providers of one name (or a plugin claiming a built-in's
+name) make only that name unusable, with an error naming both; everything else
+keeps working. :func:`import_modules` imports user modules (``--import``, a recipe's
+``plugins:``) whose ``register_*`` calls add components.
 """
 
 from __future__ import annotations
@@ -12,13 +19,22 @@ from __future__ import annotations
 import difflib
 import importlib
 import importlib.metadata as metadata
-from collections.abc import Callable
+import importlib.util
+import logging
+import os
+import re
+import sys
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from seq2seq_rnn.errors import ConfigError, PluginError
 
 BUILTIN = "built-in"
+DISABLE_ENV = "SEQ2SEQ_RNN_DISABLE_PLUGINS"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -29,6 +45,54 @@ class Entry:
     target: str  # "module:attr" import path, or "" when ``obj`` is given
     origin: str  # "built-in", "<dist> <version> (entry point)", "register() in <module>"
     obj: Any = None
+    conflict: str = ""  # several providers claim the name: why it cannot be used
+
+
+def _normalize(dist: str) -> str:
+    return re.sub(r"[-_.]+", "-", dist).lower()
+
+
+def disabled_distributions() -> set[str] | None:
+    """From ``SEQ2SEQ_RNN_DISABLE_PLUGINS``: None when every plugin is off ("1", "true",
+    "all"), else the normalised names of the distributions to skip (empty: none)."""
+    value = os.environ.get(DISABLE_ENV, "").strip()
+    if value.lower() in ("1", "true", "yes", "all"):
+        return None
+    return {_normalize(d) for d in value.split(",") if d.strip() and d.strip() not in ("0", "false", "no")}
+
+
+def import_modules(specs: Iterable[str], source: str) -> None:
+    """Import user modules first, so their ``register_cell``/``register_attention`` calls
+    run: a dotted module name on sys.path, or a path to a ``.py`` file (loaded under its
+    stem, without touching sys.path). Importing a module twice is a no-op."""
+    for spec in specs:
+        try:
+            if spec.endswith(".py"):
+                _import_file(Path(spec).expanduser())
+            else:
+                importlib.import_module(spec)
+        except Exception as exc:  # the user's code: any failure, reported with where it came from
+            raise PluginError(f"{source}: cannot import {spec!r}: {type(exc).__name__}: {exc}") from exc
+
+
+def _import_file(path: Path) -> None:
+    path = path.resolve()
+    if not path.is_file():
+        raise FileNotFoundError(f"no such file {path}")
+    name = f"seq2seq_rnn_user_{path.stem}"
+    loaded = sys.modules.get(name)
+    if loaded is not None and Path(getattr(loaded, "__file__", "") or "").resolve() == path:
+        return
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"{path} is not a Python module")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # before exec: pickling and dataclasses look the module up
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
 
 
 def did_you_mean(word: str, choices: list[str]) -> str:
@@ -61,36 +125,50 @@ class Registry:
     ) -> None:
         self.kind = kind
         self.group = group
-        self._entries = {n: Entry(n, t, BUILTIN) for n, t in builtins.items()}
+        self._builtins = {n: Entry(n, t, BUILTIN) for n, t in builtins.items()}
+        self._entries = dict(self._builtins)
         self._plugins_scanned = False
         self._loaded: dict[str, Any] = {}
         self.validator = validator
 
     # -- discovery ---------------------------------------------------------
     def _scan_entry_points(self) -> None:
-        """Read the entry-point group from installed metadata (no imports)."""
+        """Read the entry-point group from installed metadata (no imports). A name
+        claimed by several providers is kept as a conflict: only its users fail."""
         if self._plugins_scanned:
             return
-        found: dict[str, Entry] = {}
+        self._plugins_scanned = True
+        disabled = disabled_distributions()
+        if disabled is None:
+            log.info("%s is set: no %s plugins loaded", DISABLE_ENV, self.kind)
+            return
+        found: dict[str, list[Entry]] = {}
         for ep in metadata.entry_points(group=self.group):
             dist = getattr(ep, "dist", None)
+            if dist is not None and _normalize(dist.name) in disabled:
+                log.info("%s plugin %r of %s skipped (%s)", self.kind, ep.name, dist.name, DISABLE_ENV)
+                continue
             origin = f"{dist.name} {dist.version}" if dist is not None else "unknown distribution"
-            entry = Entry(ep.name, ep.value, f"{origin} (entry point)")
-            if ep.name in self._entries and self._entries[ep.name].origin == BUILTIN:
-                raise PluginError(
-                    f"{self.kind} {ep.name!r} from {origin} (entry point {ep.value!r}) "
-                    f"shadows a built-in {self.kind}; rename it in that package's pyproject.toml"
-                )
-            previous = found.get(ep.name) or self._entries.get(ep.name)
-            if previous is not None and previous.target != entry.target:
-                raise PluginError(
-                    f"two providers of {self.kind} {ep.name!r}: {previous.origin} "
-                    f"({previous.target}) and {entry.origin} ({entry.target}); uninstall one"
-                )
-            found[ep.name] = entry
-        self._plugins_scanned = True  # only after a clean scan: a conflict stays an error on every call
-        for name, entry in found.items():
-            self._entries.setdefault(name, entry)
+            found.setdefault(ep.name, []).append(Entry(ep.name, ep.value, f"{origin} (entry point)"))
+        for name, entries in found.items():
+            unique = {e.target: e for e in reversed(entries)}  # one distribution found twice is no conflict
+            providers = sorted(unique.values(), key=lambda e: e.origin)
+            existing = self._entries.get(name)
+            if existing is not None:  # a plugin claiming a built-in's name: never a silent replacement
+                providers = [existing, *providers]
+            if len(providers) > 1:
+                self._entries[name] = Entry(name, "", "conflict", conflict=self._conflict(name, providers))
+            else:
+                self._entries[name] = providers[0]
+
+    def _conflict(self, name: str, providers: list[Entry]) -> str:
+        listed = " and ".join(f"{p.origin} ({p.target})" for p in providers)
+        dists = [p.origin.split(" ")[0] for p in providers if p.origin != BUILTIN]
+        return (
+            f"{self.kind} {name!r} is claimed by {len(providers)} providers: {listed}; uninstall one, "
+            f"or skip one with {DISABLE_ENV}={dists[-1]}"
+            + (" (a plugin may not take a built-in's name)" if providers[0].origin == BUILTIN else "")
+        )
 
     def names(self) -> list[str]:
         self._scan_entry_points()
@@ -112,9 +190,9 @@ class Registry:
         existing = self._entries.get(name)
         module = getattr(obj, "__module__", "?")
         if existing is not None and existing.obj is not obj:
+            taken = existing.conflict or f"{existing.origin} ({existing.target or existing.obj!r})"
             raise PluginError(
-                f"cannot register {self.kind} {name!r} from {module}: the name is already "
-                f"taken by {existing.origin} ({existing.target or existing.obj!r})"
+                f"cannot register {self.kind} {name!r} from {module}: the name is already taken by {taken}"
             )
         origin = f"register() in {module}"
         if self.validator is not None:
@@ -122,6 +200,13 @@ class Registry:
         self._entries[name] = Entry(name, "", origin, obj)
         self._loaded[name] = obj
         return obj
+
+    def rescan(self) -> None:
+        """Forget what was found through entry points (after installing a plugin, or
+        changing SEQ2SEQ_RNN_DISABLE_PLUGINS in a running process); register() calls stay."""
+        self._entries = {**self._builtins, **{n: e for n, e in self._entries.items() if e.obj is not None}}
+        self._loaded = {n: o for n, o in self._loaded.items() if n in self._entries}
+        self._plugins_scanned = False
 
     def unregister(self, name: str) -> None:
         """Remove a name added with :meth:`register` (tests, notebooks)."""
@@ -136,7 +221,10 @@ class Registry:
         self._scan_entry_points()
         if name not in self._entries:
             raise ConfigError(self.unknown_message(name))
-        return self._entries[name]
+        entry = self._entries[name]
+        if entry.conflict:
+            raise PluginError(entry.conflict)
+        return entry
 
     def unknown_message(self, name: object, path: str = "", also: list[str] | tuple[str, ...] = ()) -> str:
         """``also``: names valid beside the registered ones (e.g. attention 'none')."""

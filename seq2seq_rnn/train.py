@@ -41,6 +41,7 @@ from seq2seq_rnn.errors import ConfigError, TrainingError, TrainingInterrupted
 from seq2seq_rnn.metrics import Scores, score
 from seq2seq_rnn.model import Seq2Seq
 from seq2seq_rnn.progress import on_terminal
+from seq2seq_rnn.registry import import_modules
 from seq2seq_rnn.rundir import RunDir
 from seq2seq_rnn.translator import Translator, resolve_device
 
@@ -173,6 +174,7 @@ class Trainer:
 
     # -- set-up ----------------------------------------------------------
     def prepare(self) -> None:
+        import_modules(self.recipe.plugins, "plugins")  # a Ray worker gets the recipe, not the driver's imports
         self._prepare_run_dir()
         if self.cfg.tensorboard and self.hooks.is_main:
             self._tensorboard = _tensorboard_writer(self.run.path / "tensorboard")

@@ -208,15 +208,59 @@ def test_entry_point_in_the_real_group_is_a_usable_cell(site: Path, request: pyt
 
 def test_two_distributions_providing_one_name(site: Path, group: str, request: pytest.FixtureRequest) -> None:
     package = unique_package(request)
+    write_module(site, f"{package}.c", CELL_MODULE.format(cls="OtherCell"))
     install_dist(site, "acme-cells", "1.2.3", {group: {"fancy": f"{package}.a:FancyCell"}})
-    install_dist(site, "other-cells", "0.4", {group: {"fancy": f"{package}.b:FancyCell"}})
+    install_dist(
+        site, "other-cells", "0.4", {group: {"fancy": f"{package}.b:FancyCell", "other": f"{package}.c:OtherCell"}}
+    )
     registry = cell_registry(group)
-    with pytest.raises(PluginError) as info:
-        registry.names()
-    message = str(info.value)
-    assert "'fancy'" in message and "acme-cells 1.2.3" in message and "other-cells 0.4" in message
-    with pytest.raises(PluginError):  # the conflict stays an error; it is not forgotten after one call
-        registry.get("lstm")
+    assert {"fancy", "other", "lstm"} <= set(registry.names())  # listing works
+    for _ in range(2):  # the conflict stays an error; it is not forgotten after one call
+        with pytest.raises(PluginError) as info:
+            registry.get("fancy")
+        message = str(info.value)
+        assert "'fancy'" in message and "acme-cells 1.2.3" in message and "other-cells 0.4" in message
+        assert "SEQ2SEQ_RNN_DISABLE_PLUGINS=" in message
+    assert registry.get("lstm").__name__ == "LSTMCell"  # built-ins keep working
+    assert registry.get("other").__name__ == "OtherCell"  # and so does the other name of one of the two
+
+
+def test_a_conflict_fails_only_recipes_using_that_name(site: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import seq2seq_rnn.config as config
+
+    install_dist(site, "acme-cells", "1.2.3", {CELLS.group: {"test_clash": "acme.cells:Cell"}})
+    install_dist(site, "other-cells", "0.4", {CELLS.group: {"test_clash": "other.cells:Cell"}})
+    registry = cell_registry(CELLS.group)
+    monkeypatch.setattr(config, "CELLS", registry)
+    base = {
+        "data": {
+            "source_lang": "de",
+            "target_lang": "en",
+            "train": {"source": "a", "target": "b"},
+            "validation": {"source": "a", "target": "b"},
+        }
+    }
+    assert validate_recipe(base).model.encoder.cell == "lstm"
+    with pytest.raises(PluginError, match=r"'test_clash'.*acme-cells 1\.2\.3.* and other-cells 0\.4"):
+        validate_recipe({**base, "model": {"encoder": {"cell": "test_clash"}}})
+
+
+@pytest.mark.parametrize("value,skipped", [("1", {"acme-cells", "other-cells"}), ("Other_Cells", {"other-cells"})])
+def test_plugins_can_be_switched_off(
+    site: Path, group: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, value: str, skipped: set
+) -> None:
+    package = unique_package(request)
+    write_module(site, f"{package}.a", CELL_MODULE.format(cls="FancyCell"))
+    install_dist(site, "acme-cells", "1.2.3", {group: {"fancy": f"{package}.a:FancyCell"}})
+    install_dist(site, "other-cells", "0.4", {group: {"fancy": f"{package}.b:Broken", "extra": f"{package}.b:X"}})
+    monkeypatch.setenv("SEQ2SEQ_RNN_DISABLE_PLUGINS", value)
+    registry = cell_registry(group)
+    names = set(registry.names())
+    assert ("fancy" in names) == ("acme-cells" not in skipped) and "extra" not in names
+    assert {"lstm", "gru", "rnn"} <= names
+    if "acme-cells" not in skipped:
+        assert registry.get("fancy").__name__ == "FancyCell"  # the conflict is gone with other-cells skipped
+        assert registry.origin("fancy") == "acme-cells 1.2.3 (entry point)"
 
 
 def test_entry_point_that_fails_to_import(site: Path, group: str, request: pytest.FixtureRequest) -> None:
@@ -252,12 +296,13 @@ def test_entry_point_shadowing_a_builtin(site: Path, group: str, request: pytest
     package = unique_package(request)
     install_dist(site, "evil-cells", "6.6.6", {group: {"lstm": f"{package}.cells:FasterLSTM"}})
     registry = cell_registry(group)
-    with pytest.raises(PluginError) as info:
-        registry.names()
-    message = str(info.value)
-    assert "'lstm'" in message and "evil-cells 6.6.6" in message and "built-in" in message
-    with pytest.raises(PluginError):  # and again: the built-in is never silently replaced
-        registry.get("lstm")
+    assert "lstm" in registry.names()
+    for _ in range(2):  # and again: the built-in is never silently replaced
+        with pytest.raises(PluginError) as info:
+            registry.get("lstm")
+        message = str(info.value)
+        assert "'lstm'" in message and "evil-cells 6.6.6" in message and "built-in" in message
+    assert registry.get("gru").__name__ == "GRUCell"  # the other built-ins keep working
 
 
 def test_register_cannot_take_an_entry_point_name(site: Path, group: str, request: pytest.FixtureRequest) -> None:
