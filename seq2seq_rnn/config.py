@@ -266,6 +266,7 @@ class TrainConfig(Section):
     log_every: int = Field(default=50, ge=1)
     validate_every: int = Field(default=0, ge=0, description="steps; 0 = at the end of each epoch")
     validation_beam_size: int = Field(default=1, ge=1)
+    validation_batch_size: int = Field(default=64, ge=1, description="sentences per batch of the validation loss")
     early_stopping_patience: int = Field(default=0, ge=0, description="validations without improvement; 0 = off")
     keep_checkpoints: int = Field(
         default=0,
@@ -293,6 +294,11 @@ class DecodeConfig(Section):
     max_length_ratio: float = Field(default=2.0, gt=0.0)
     max_length_offset: int = Field(default=10, ge=0)
     batch_size: int = Field(default=64, ge=1, description="sentences per batch")
+    max_source_length: int | None = Field(
+        default=None,
+        ge=1,
+        description="subwords of a source sentence kept for translation; default 2 × data.max_length",
+    )
 
 
 class EvaluateConfig(Section):
@@ -401,6 +407,11 @@ class Recipe(Section):
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     scaling: ScalingConfig = Field(default_factory=ScalingConfig)
     sweep: SweepConfig | None = None
+
+    @property
+    def max_source_length(self) -> int:
+        """Source subwords kept at translation (longer input is cut, with a warning)."""
+        return self.decode.max_source_length or 2 * self.data.max_length
 
     def to_dict(self) -> dict[str, Any]:
         raw = self.model_dump(mode="json")

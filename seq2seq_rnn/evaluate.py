@@ -6,20 +6,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from seq2seq_rnn.data.corpus import load_split
+from seq2seq_rnn.data.corpus import load_split, read_lines
 from seq2seq_rnn.errors import DataError
 from seq2seq_rnn.metrics import Scores, score
 from seq2seq_rnn.translator import Translator
-
-
-def read_lines(path: Path) -> list[str]:
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file") from None
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not valid UTF-8 ({exc})") from None
-    return [line.rstrip("\r") for line in text.split("\n")][: text.count("\n") + (0 if text.endswith("\n") else 1)]
 
 
 def evaluate_split(translator: Translator, split: str, beam_size: int | None = None) -> tuple[Scores, list[str]]:

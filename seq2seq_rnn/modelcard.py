@@ -1,7 +1,7 @@
 """The model card: RUN_DIR/README.md, written at the end of ``seq2seq-rnn train``.
 
 Everything on it is read back from the run directory (resolved recipe,
-checkpoints, metrics.jsonl, scores.json, train.log), so ``write_model_card``
+checkpoints, metrics.jsonl, scores.json, data.json), so ``write_model_card``
 can also be called on an older run.
 """
 
@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import re
 import shlex
 from pathlib import Path
 from typing import Any
@@ -60,23 +59,18 @@ def _split_files(spec: SplitConfig | None) -> list[str]:
     return out
 
 
-def _pair_counts(log: Path) -> str:
-    """The data line of train.log: ``N training pairs, M validation pairs`` and any drops."""
-    if not log.is_file():
+def _pair_counts(run: RunDir) -> str:
+    """``N training pairs (M kept, D dropped as longer than L subwords), V validation pairs`` from data.json."""
+    counts = run.read_data_counts()
+    if "train_pairs" not in counts:
         return ""
-    found = []
-    for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
-        match = re.search(r"data: (.*pairs.*)$", line)
-        if match and match.group(1) not in found:
-            found.append(match.group(1))
-    return "; ".join(found)
-
-
-def _metrics(run: RunDir) -> list[dict[str, Any]]:
-    if not run.metrics.is_file():
-        return []
-    lines = run.metrics.read_text(encoding="utf-8").splitlines()
-    return [json.loads(line) for line in lines if line.strip()]
+    text = f"{counts['train_pairs']:,} training pairs"
+    if counts.get("train_dropped"):
+        text += (
+            f" ({counts['train_kept']:,} kept, {counts['train_dropped']:,} dropped as longer than "
+            f"{counts['max_length']} subwords)"
+        )
+    return text + f", {counts.get('validation_pairs', 0):,} validation pairs"
 
 
 def _progress(run: RunDir) -> dict[str, Any]:
@@ -150,7 +144,7 @@ def model_card(run_dir: Path, command: list[str] | None = None) -> str:
     """The Markdown text of the card for ``run_dir``."""
     run = RunDir(Path(run_dir))
     recipe = run.load_recipe()
-    metrics = _metrics(run)
+    metrics = run.read_metrics()
     progress = _progress(run)
     data = recipe.data
     train_steps = [m for m in metrics if "loss" in m]
@@ -169,7 +163,7 @@ def model_card(run_dir: Path, command: list[str] | None = None) -> str:
         files = _split_files(getattr(data, split))
         if files:
             out.append(f"- {split}: " + ", ".join(files))
-    counts = _pair_counts(run.log)
+    counts = _pair_counts(run)
     if counts:
         out.append(f"- as loaded: {counts}")
     out += ["", "## Model", "", f"- parameters: {_parameters(run, recipe)}", *_model_summary(recipe)]

@@ -6,12 +6,12 @@ imported on first use, with the Agg backend, so plotting works without a display
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from seq2seq_rnn.errors import CheckpointError, ConfigError
+from seq2seq_rnn.rundir import RunDir
 
 # (file name, y label, [(metrics key, legend suffix)]) of each curve picture
 CURVES: list[tuple[str, str, list[tuple[str, str]]]] = [
@@ -36,19 +36,11 @@ def pyplot() -> Any:
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
-    """The JSON objects of RUN_DIR/metrics.jsonl, in order."""
-    path = Path(run_dir) / "metrics.jsonl"
-    if not path.is_file():
+    """The JSON objects of RUN_DIR/metrics.jsonl, in order (a cut-off last line is skipped)."""
+    run = RunDir(Path(run_dir))
+    if not run.metrics.is_file():
         raise CheckpointError(f"{run_dir}: no metrics.jsonl (is it a run directory that has trained?)")
-    rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError as exc:
-            raise CheckpointError(f"{path}:{number}: not a JSON line ({exc})") from None
-    return rows
+    return run.read_metrics()
 
 
 def series(rows: list[dict[str, Any]], key: str) -> tuple[list[int], list[float]]:

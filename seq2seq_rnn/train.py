@@ -42,7 +42,7 @@ from seq2seq_rnn.metrics import Scores, score
 from seq2seq_rnn.model import Seq2Seq
 from seq2seq_rnn.progress import on_terminal
 from seq2seq_rnn.registry import import_modules
-from seq2seq_rnn.rundir import RunDir
+from seq2seq_rnn.rundir import RunDir, read_metrics
 from seq2seq_rnn.translator import Translator, resolve_device
 
 log = logging.getLogger("seq2seq_rnn.train")
@@ -256,9 +256,23 @@ class Trainer:
         kept, dropped = filter_by_length(src, tgt, data_cfg.max_length)
         if dropped:
             log.info("data: dropped %d training pairs longer than %d subwords", dropped, data_cfg.max_length)
+        self._write_data_counts(len(train), len(kept), dropped, len(validation))
         data = Data(tok, [src[i] for i in kept], [tgt[i] for i in kept], validation)
         data.val_src, data.val_tgt = tok.encode_source(validation.sources), tok.encode_target(validation.targets)
         return data
+
+    def _write_data_counts(self, train: int, kept: int, dropped: int, validation: int) -> None:
+        """RUN_DIR/data.json: the counts the model card reports (read back, never parsed from the log)."""
+        if not self.hooks.is_main:
+            return
+        counts = {
+            "train_pairs": train,
+            "train_kept": kept,
+            "train_dropped": dropped,
+            "max_length": self.recipe.data.max_length,
+            "validation_pairs": validation,
+        }
+        write_text_atomic(self.run.data_counts, json.dumps(counts, indent=2) + "\n")
 
     def _build_optimizer(self) -> torch.optim.Optimizer:
         opt = self.cfg.optimizer
@@ -393,7 +407,8 @@ class Trainer:
         d = self.data
         loss, tokens = 0.0, 0
         with torch.no_grad(), self._autocast():
-            for index in sentence_batches([len(s) for s in d.val_src], 64):  # length-sorted: little padding
+            lengths, size = [len(s) for s in d.val_src], self.cfg.validation_batch_size
+            for index in sentence_batches(lengths, size):  # length-sorted: little padding
                 batch = collate([d.val_src[i] for i in index], [d.val_tgt[i] for i in index]).to(self.device)
                 logits = self.model(batch.src, batch.src_lengths, batch.tgt_in)
                 l_sum, n = token_loss(logits, batch.tgt_out, 0.0)
@@ -588,18 +603,11 @@ def _tensorboard_writer(folder: Path) -> Any:
 
 
 def _truncate_metrics(path: Path, step: int) -> None:
-    """Drop metric lines written after the checkpoint we resume from."""
+    """Drop metric lines written after the checkpoint we resume from (and a line cut short)."""
     if not path.is_file():
         return
-    kept = []
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a line cut short by a kill or a full disk
-        if isinstance(record, dict) and record.get("step", 0) <= step:
-            kept.append(line)
-    path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+    kept = [record for record in read_metrics(path) if record.get("step", 0) <= step]
+    path.write_text("".join(json.dumps(record) + "\n" for record in kept), encoding="utf-8")
 
 
 def _log_to_file(path: Path) -> None:

@@ -61,7 +61,7 @@ class Translator:
         self.tokenizer = tokenizer
         self.model = model
         self.device = device
-        self.max_source_length = 2 * recipe.data.max_length
+        self.max_source_length = recipe.max_source_length
 
     @classmethod
     def load(cls, run_dir: str | Path, checkpoint: str = "best", device: str = "auto") -> Translator:

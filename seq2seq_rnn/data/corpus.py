@@ -146,7 +146,7 @@ def _read_local(data: DataConfig, spec: SplitConfig) -> tuple[list[str], list[st
 
 
 def _read_text_pair(source: Path, target: Path) -> tuple[list[str], list[str]]:
-    sources, targets = _read_lines(source), _read_lines(target)
+    sources, targets = read_lines(source), read_lines(target)
     if len(sources) != len(targets):
         raise DataError(
             f"source and target have different numbers of lines: {len(sources)} in {source}, "
@@ -157,7 +157,7 @@ def _read_text_pair(source: Path, target: Path) -> tuple[list[str], list[str]]:
 
 def _read_tsv(path: Path) -> tuple[list[str], list[str]]:
     sources, targets = [], []
-    for number, line in enumerate(_read_lines(path), 1):
+    for number, line in enumerate(read_lines(path), 1):
         if not line.strip():
             sources.append("")
             targets.append("")
@@ -175,7 +175,7 @@ def _read_tsv(path: Path) -> tuple[list[str], list[str]]:
 def _read_jsonl(path: Path, source_lang: str, target_lang: str) -> tuple[list[str], list[str]]:
     """One JSON object per line: ``{"de": …, "en": …}`` or ``{"translation": {"de": …, "en": …}}``."""
     sources, targets = [], []
-    for number, line in enumerate(_read_lines(path), 1):
+    for number, line in enumerate(read_lines(path), 1):
         if not line.strip():
             continue
         try:
@@ -202,8 +202,10 @@ def _text_field(pair: Any, lang: str, path: Path, number: int) -> str:
     return value
 
 
-def _read_lines(path: Path) -> list[str]:
-    """Lines of a UTF-8 text file (plain or ``.gz``), split on ``\\n`` only, without ``\\r\\n``/``\\n``."""
+def read_lines(path: str | Path) -> list[str]:
+    """Lines of a UTF-8 text file (plain or ``.gz``, a leading BOM dropped), split on ``\\n`` only,
+    without ``\\r\\n``/``\\n``. The one reader of data files (corpora, ``evaluate --src/--ref``)."""
+    path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file")
     try:
