@@ -1,0 +1,174 @@
+"""The deep-RNN experiment grid: train each variant, score it, write docs/experiments.md.
+
+    python tools/experiments.py run [--only NAME ...] [--runs-dir runs/experiments]
+    python tools/experiments.py report            # table, BLEU curves, gradient figure
+
+``recipes/experiments/grid.yaml`` names a base recipe, a fixed training budget and the
+variants (dotted overrides of the base). Each variant trains in RUNS_DIR/NAME through the
+ordinary CLI, so a run here is exactly ``seq2seq-rnn train`` with the ``--set`` list that
+``experiment.json`` records. A variant with an ``experiment.json`` is finished and skipped;
+one with a checkpoint but no result resumes (exact resume, so a kill costs nothing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+GRID = ROOT / "recipes" / "experiments" / "grid.yaml"
+RESULT = "experiment.json"
+
+
+# ------------------------------------------------------------------ the grid
+def load_grid(path: Path = GRID) -> dict[str, Any]:
+    """The grid file: base recipe path (absolute), budget and variants, in file order."""
+    grid = yaml.safe_load(path.read_text(encoding="utf-8"))
+    unknown = set(grid) - {"base", "budget", "variants"}
+    if unknown:
+        raise SystemExit(f"{path}: unknown keys {sorted(unknown)}; expected base, budget, variants")
+    grid["base"] = (path.parent / grid["base"]).resolve()
+    grid["variants"] = {name: dict(sets or {}) for name, sets in grid["variants"].items()}
+    return grid
+
+
+def overrides(grid: dict[str, Any], name: str, extra: list[str]) -> list[str]:
+    """``--set`` values for one variant: the budget, then the variant, then the caller's."""
+    sets = {**grid.get("budget", {}), **grid["variants"][name]}
+    return [f"{key}={json.dumps(value) if isinstance(value, str) else value}" for key, value in sets.items()] + extra
+
+
+def cli(*args: str) -> list[str]:
+    """The toolkit's command line, run by the same interpreter as this script."""
+    return [sys.executable, "-m", "seq2seq_rnn.cli", *args]
+
+
+# ------------------------------------------------------------------ running
+def run_variant(grid: dict[str, Any], name: str, runs_dir: Path, extra: list[str]) -> dict[str, Any]:
+    """Train (or resume) one variant, then score its best checkpoint on the test split."""
+    run_dir = runs_dir / name
+    done = run_dir / RESULT
+    if done.is_file():
+        print(f"[{name}] finished earlier: {done}", flush=True)
+        return json.loads(done.read_text(encoding="utf-8"))
+    sets = overrides(grid, name, extra)
+    resume = (run_dir / "checkpoints" / "last.pt").is_file()
+    command = cli("train", str(grid["base"]), "--output-dir", str(run_dir), "--no-test")
+    for item in sets:
+        command += ["--set", item]
+    if resume:
+        command.append("--resume")
+    print(f"[{name}] {'resuming' if resume else 'training'}: {' '.join(command[2:])}", flush=True)
+    started = time.time()
+    subprocess.run(command, check=True, cwd=ROOT)
+    wall = time.time() - started
+    scored = subprocess.run(
+        cli("evaluate", str(run_dir), "--split", "test", "--json"), check=True, cwd=ROOT, capture_output=True, text=True
+    )
+    test = json.loads(scored.stdout.strip().splitlines()[-1])
+    result = {
+        "name": name,
+        "overrides": sets,
+        "test": test,
+        "wall_seconds_this_start": round(wall, 1),
+        "resumed": resume,
+        "parameters": count_parameters(run_dir),
+        "commit": git_commit(),
+    }
+    tmp = done.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, done)
+    print(f"[{name}] test BLEU {test['bleu']:.2f} chrF {test['chrf']:.2f}", flush=True)
+    return result
+
+
+def count_parameters(run_dir: Path) -> int:
+    from seq2seq_rnn.translator import Translator
+
+    model = Translator.load(run_dir, "best", device="cpu").model
+    return sum(p.numel() for p in model.parameters())
+
+
+def git_commit() -> str:
+    found = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    return found.stdout.strip() or "unknown"
+
+
+# ------------------------------------------------------------------ reading runs
+def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    """metrics.jsonl rows; a line cut off by a kill is skipped."""
+    rows = []
+    for line in (run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows
+
+
+def summarise(run_dir: Path) -> dict[str, Any] | None:
+    """One table row from a finished variant, or None if it has not finished."""
+    done = run_dir / RESULT
+    if not done.is_file():
+        return None
+    result = json.loads(done.read_text(encoding="utf-8"))
+    rows = read_metrics(run_dir)
+    train = [r for r in rows if "tokens_per_sec" in r]
+    val = [r for r in rows if "val_bleu" in r]
+    rates = [r["tokens_per_sec"] for r in train[1:]] or [r["tokens_per_sec"] for r in train]
+    result["curve"] = [(r["step"], r["val_bleu"]) for r in val]
+    result["best_val_bleu"] = max((r["val_bleu"] for r in val), default=float("nan"))
+    result["tokens_per_sec"] = sum(rates) / len(rates) if rates else float("nan")
+    result["train_seconds"] = train_seconds(run_dir)
+    result["final_train_loss"] = train[-1]["loss"] if train else float("nan")
+    return result
+
+
+def train_seconds(run_dir: Path) -> float:
+    """Training time over all starts, as the trainer counted it (in last.pt's progress)."""
+    from seq2seq_rnn.checkpoint import load_checkpoint
+
+    state = load_checkpoint(run_dir / "checkpoints" / "last.pt")
+    return float(state["progress"]["train_seconds"])
+
+
+# ------------------------------------------------------------------ entry point
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("command", choices=["run", "report", "list"])
+    parser.add_argument("--grid", type=Path, default=GRID)
+    parser.add_argument("--runs-dir", type=Path, default=ROOT / "runs" / "experiments")
+    parser.add_argument("--only", nargs="+", metavar="NAME", help="these variants only (default: all, in order)")
+    parser.add_argument("--set", dest="extra", action="append", default=[], help="extra override for every run")
+    parser.add_argument(
+        "--docs", type=Path, default=ROOT / "docs", help="where report writes (experiments.md, images/)"
+    )
+    args = parser.parse_args(argv)
+    grid = load_grid(args.grid)
+    names = args.only or list(grid["variants"])
+    unknown = [n for n in names if n not in grid["variants"]]
+    if unknown:
+        parser.error(f"unknown variants {unknown}; valid: {', '.join(grid['variants'])}")
+    if args.command == "list":
+        for name in names:
+            print(name, " ".join(overrides(grid, name, args.extra)))
+    elif args.command == "run":
+        for name in names:
+            run_variant(grid, name, args.runs_dir, args.extra)
+    else:
+        from experiments_report import write_report  # tools/experiments_report.py: tables and figures
+
+        write_report(grid, names, args.runs_dir, args.docs, summarise)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

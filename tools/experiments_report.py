@@ -1,0 +1,213 @@
+"""docs/experiments.md from the experiment runs: table, validation-BLEU curves, gradient figure.
+
+Called by ``python tools/experiments.py report``. Everything here reads finished runs;
+nothing trains. The gradient figure measures the vanishing-gradient claim directly:
+for the first encoder layer of a trained model (and of the same model at initialisation),
+the norm of the Jacobian ‖∂h_L / ∂x_t‖ of the last state with respect to each input
+embedding, on real validation sentences cut to L subwords, as a function of the
+distance L − 1 − t.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+PROBE_LENGTH = 24  # L: subwords per probed sentence
+PROBE_SENTENCES = 64  # B
+GRADIENT_RUNS = ("rnn_2l", "gru_2l", "lstm_2l")
+
+
+# ------------------------------------------------------------------ gradients
+def first_layer(model: nn.Module) -> tuple[nn.Embedding, nn.Module]:
+    """The encoder's embedding and its first (forward) recurrent cell."""
+    from seq2seq_rnn.cells.base import RecurrentCell
+
+    encoder = model.encoder
+    embed = next(m for m in encoder.modules() if isinstance(m, nn.Embedding))
+    cell = next(m for m in encoder.modules() if isinstance(m, RecurrentCell))
+    return embed, cell
+
+
+def jacobian_norms(embed: nn.Embedding, cell: nn.Module, src: Tensor) -> Tensor:
+    """src (B, L) → (L,) mean over B of ‖∂h_L/∂x_t‖_F, index 0 = the last input (distance 0)."""
+    x = embed(src).detach().requires_grad_(True)  # (B, L, E)
+    lengths = torch.full((src.size(0),), src.size(1), dtype=torch.long)
+    state = cell.initial_state(src.size(0), src.device, x.dtype)
+    out, _ = cell.forward_sequence(x, state, lengths)  # (B, L, H)
+    last = out[:, -1]  # (B, H)
+    squares = torch.zeros(src.shape)  # (B, L)
+    for unit in range(last.size(1)):  # one backward pass per output unit: the exact Jacobian
+        (grad,) = torch.autograd.grad(last[:, unit].sum(), x, retain_graph=True)
+        squares += grad.pow(2).sum(-1)
+    return squares.sqrt().mean(0).flip(0)  # (L,)
+
+
+def probe_batch(run_dir: Path) -> tuple[Any, Tensor]:
+    """(translator, src (B, L)) from the run's validation sources."""
+    from seq2seq_rnn.data.corpus import load_split
+    from seq2seq_rnn.translator import Translator
+
+    translator = Translator.load(run_dir, "best", device="cpu")
+    split = load_split(translator.recipe.data, "validation", run_dir / ".cache")
+    ids = translator.tokenizer.encode_source(list(split.sources))
+    long_enough = [s[:PROBE_LENGTH] for s in ids if len(s) >= PROBE_LENGTH][:PROBE_SENTENCES]
+    return translator, torch.tensor(long_enough)
+
+
+def untrained_like(translator: Any) -> nn.Module:
+    """The run's model as initialised (same recipe, same seed), before any update."""
+    from seq2seq_rnn.model import Seq2Seq
+
+    torch.manual_seed(translator.recipe.seed)
+    tok = translator.tokenizer
+    return Seq2Seq.from_config(translator.recipe.model, tok.source_vocab_size, tok.target_vocab_size).eval()
+
+
+def gradient_curves(runs_dir: Path) -> dict[str, dict[str, list[float]]]:
+    """{cell: {"trained": [...], "initialised": [...]}} for the runs that exist."""
+    curves: dict[str, dict[str, list[float]]] = {}
+    for name in GRADIENT_RUNS:
+        if not (runs_dir / name / "checkpoints" / "best.pt").is_file():
+            continue
+        translator, src = probe_batch(runs_dir / name)
+        cell_name = translator.recipe.model.encoder.cell
+        with torch.enable_grad():
+            curves[cell_name] = {
+                "trained": jacobian_norms(*first_layer(translator.model.eval()), src).tolist(),
+                "initialised": jacobian_norms(*first_layer(untrained_like(translator)), src).tolist(),
+            }
+    return curves
+
+
+# ------------------------------------------------------------------ figures
+def plot_curves(rows: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for row in rows:
+        steps, bleu = zip(*row["curve"], strict=True) if row["curve"] else ((), ())
+        ax.plot(steps, bleu, marker="o", markersize=3, label=row["name"])
+    ax.set_xlabel("update")
+    ax.set_ylabel("validation BLEU (greedy)")
+    ax.set_title("Multi30k de→en, validation BLEU during training")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_gradients(curves: dict[str, dict[str, list[float]]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for index, (cell, both) in enumerate(sorted(curves.items())):
+        color = f"C{index}"
+        ax.semilogy(both["trained"], color=color, label=f"{cell}, trained")
+        ax.semilogy(both["initialised"], color=color, linestyle="--", label=f"{cell}, initialised")
+    ax.set_xlabel("distance L − 1 − t (subwords back from the last input)")
+    ax.set_ylabel("‖∂h_L / ∂x_t‖ (mean over sentences)")
+    ax.set_title("Gradient reaching each input, first encoder layer (forward direction)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+# ------------------------------------------------------------------ the page
+def fmt(value: float, digits: int = 2) -> str:
+    return "—" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+
+
+def table(rows: list[dict[str, Any]]) -> list[str]:
+    lines = [
+        "| variant | test BLEU | test chrF | best val BLEU | val BLEU by update | train loss (last) "
+        "| params | tokens/s | train time |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        curve = ", ".join(f"{bleu:.1f}" for _, bleu in r["curve"])
+        lines.append(
+            f"| `{r['name']}` | **{r['test']['bleu']:.2f}** | {r['test']['chrf']:.2f} | {fmt(r['best_val_bleu'])} "
+            f"| {curve} | {fmt(r['final_train_loss'], 3)} | {r['parameters'] / 1e6:.2f} M "
+            f"| {r['tokens_per_sec']:.0f} | {r['train_seconds'] / 60:.1f} min |"
+        )
+    return lines
+
+
+def gradient_table(curves: dict[str, dict[str, list[float]]]) -> list[str]:
+    distances = [d for d in (0, 4, 8, 16, PROBE_LENGTH - 1) if d < PROBE_LENGTH]
+    lines = [
+        "| cell | weights | " + " | ".join(f"d = {d}" for d in distances) + " | ratio d=max / d=0 |",
+        "|---|---|" + "---|" * (len(distances) + 1),
+    ]
+    for cell, both in sorted(curves.items()):
+        for when in ("initialised", "trained"):
+            c = both[when]
+            lines.append(
+                f"| {cell} | {when} | "
+                + " | ".join(f"{c[d]:.3g}" for d in distances)
+                + f" | {c[distances[-1]] / c[0]:.2e} |"
+            )
+    return lines
+
+
+def write_report(
+    grid: dict[str, Any],
+    names: list[str],
+    runs_dir: Path,
+    docs: Path,
+    summarise: Callable[[Path], dict[str, Any] | None],
+) -> None:
+    rows = [row for name in names if (row := summarise(runs_dir / name)) is not None]
+    missing = [name for name in names if name not in {r["name"] for r in rows}]
+    images = docs / "images"
+    images.mkdir(parents=True, exist_ok=True)
+    plot_curves(rows, images / "experiments_val_bleu.png")
+    curves = gradient_curves(runs_dir)
+    if curves:
+        plot_gradients(curves, images / "experiments_gradients.png")
+    page = docs / "experiments.md"
+    text = page.read_text(encoding="utf-8") if page.is_file() else "# Experiments\n"  # hand-written text is kept
+    generated = [
+        "<!-- generated by `python tools/experiments.py report` from runs/experiments; edit the text around it -->",
+        "",
+        *table(rows),
+        "",
+        f"Not run yet: {', '.join(f'`{m}`' for m in missing)}." if missing else "Every variant of the grid ran.",
+        "",
+        f"Signatures: BLEU `{rows[0]['test']['bleu_signature']}`, chrF `{rows[0]['test']['chrf_signature']}`."
+        if rows
+        else "",
+        "",
+        "![validation BLEU curves](images/experiments_val_bleu.png)",
+        "",
+        *(
+            gradient_table(curves) + ["", "![gradient per input position](images/experiments_gradients.png)"]
+            if curves
+            else ["(no rnn/gru/lstm run finished yet: no gradient figure)"]
+        ),
+        "<!-- end generated -->",
+    ]
+    block = "\n".join(generated)
+    if "<!-- generated" in text:
+        head, _, rest = text.partition("<!-- generated")
+        _, _, tail = rest.partition("<!-- end generated -->")
+        text = head + block + tail
+    else:
+        text = text + "\n" + block + "\n"
+    page.write_text(text, encoding="utf-8")
+    print(f"wrote {page} ({len(rows)} runs; missing: {missing or 'none'})")
