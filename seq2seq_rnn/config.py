@@ -47,7 +47,11 @@ class SplitConfig(Section):
 class DataConfig(Section):
     source_lang: str
     target_lang: str
-    format: Literal["text", "tsv", "jsonl", "hub"] = "text"
+    format: Literal["text", "tsv", "jsonl", "parquet", "hub"] = Field(
+        default="text",
+        description="text: parallel plain/gzip files; tsv/jsonl/parquet: one file (parquet: or a folder); "
+        "hub: a Hugging Face dataset name or local folder (hub layout or save_to_disk)",
+    )
     hub_name: str | None = None
     hub_config: str | None = None
     train: SplitConfig
@@ -59,7 +63,13 @@ class DataConfig(Section):
 
     @model_validator(mode="after")
     def _check_splits(self) -> DataConfig:
-        need = {"text": ("source", "target"), "tsv": ("path",), "jsonl": ("path",), "hub": ("split",)}[self.format]
+        need = {
+            "text": ("source", "target"),
+            "tsv": ("path",),
+            "jsonl": ("path",),
+            "parquet": ("path",),
+            "hub": ("split",),
+        }[self.format]
         for split_name in ("train", "validation", "test"):
             split = getattr(self, split_name)
             if split is None:
@@ -75,7 +85,13 @@ class DataConfig(Section):
 
     @model_validator(mode="after")
     def _check_unused_keys(self) -> DataConfig:
-        need = {"text": ("source", "target"), "tsv": ("path",), "jsonl": ("path",), "hub": ("split",)}[self.format]
+        need = {
+            "text": ("source", "target"),
+            "tsv": ("path",),
+            "jsonl": ("path",),
+            "parquet": ("path",),
+            "hub": ("split",),
+        }[self.format]
         for split_name in ("train", "validation", "test"):
             split = getattr(self, split_name)
             for key in ("source", "target", "path", "split"):
@@ -94,6 +110,12 @@ class TokenizerConfig(Section):
     vocab_size: int = Field(default=8000, ge=16)
     joint: bool = True
     character_coverage: float = Field(default=1.0, gt=0.0, le=1.0)
+    sample_sentences: int = Field(
+        default=1_000_000,
+        ge=1,
+        description="train each sentencepiece model on at most this many sentences, a seeded sample of the "
+        "training split (a joint model: half as many pairs, both sides)",
+    )
 
 
 # -------------------------------------------------------------------- model
@@ -541,7 +563,12 @@ def resolve_paths(raw: dict[str, Any], base_dir: Path) -> dict[str, Any]:
     if isinstance(plugins, list):
         raw["plugins"] = [resolve_plugin(p, base_dir) if isinstance(p, str) else p for p in plugins]
     data = raw.get("data")
-    if not isinstance(data, dict) or data.get("format") == "hub":
+    if not isinstance(data, dict):
+        return raw
+    if data.get("format") == "hub":  # a local dataset folder next to the recipe; else a hub name
+        name = data.get("hub_name")
+        if isinstance(name, str) and not Path(name).expanduser().is_absolute() and (base_dir / name).exists():
+            data["hub_name"] = str((base_dir / name).resolve())
         return raw
     for split in ("train", "validation", "test"):
         spec = data.get(split)

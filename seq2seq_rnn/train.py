@@ -17,10 +17,11 @@ import signal
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -34,9 +35,11 @@ from seq2seq_rnn.checkpoint import (
     write_text_atomic,
 )
 from seq2seq_rnn.config import Recipe, SchedulerConfig
-from seq2seq_rnn.data.batching import Batch, TokenBatchSampler, collate, sentence_batches
-from seq2seq_rnn.data.corpus import ParallelCorpus, filter_by_length, load_split
+from seq2seq_rnn.data.batching import Batch, TokenBatchSampler, sentence_batches
+from seq2seq_rnn.data.cache import cache_root
+from seq2seq_rnn.data.corpus import ParallelCorpus, SplitTable, load_split_table
 from seq2seq_rnn.data.tokenizer import PAD_ID, SubwordTokenizer
+from seq2seq_rnn.data.tokens import TokenizedSplit, tokenize_split
 from seq2seq_rnn.errors import ConfigError, TrainingError, TrainingInterrupted
 from seq2seq_rnn.metrics import Scores, score
 from seq2seq_rnn.model import Seq2Seq
@@ -148,25 +151,36 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 @dataclass
 class Data:
-    """Everything training reads, encoded once."""
+    """Everything training reads: subword ids memory-mapped from the data cache, encoded once.
+
+    ``train_rows``: the rows of ``train`` within ``data.max_length`` (the sampler's index i
+    is row ``train_rows[i]``). ``validation`` is small and held as text for decoding.
+    """
 
     tokenizer: SubwordTokenizer
-    train_src: list[list[int]]
-    train_tgt: list[list[int]]
+    train: TokenizedSplit
+    train_rows: np.ndarray
     validation: ParallelCorpus
-    val_src: list[list[int]] = field(default_factory=list)
-    val_tgt: list[list[int]] = field(default_factory=list)
+    val: TokenizedSplit
 
 
 # ------------------------------------------------------------------ trainer
 class Trainer:
     """Trains ``recipe`` in ``run_dir``; ``run()`` returns the final metrics."""
 
-    def __init__(self, recipe: Recipe, run_dir: Path, resume: bool = False, hooks: Hooks | None = None) -> None:
+    def __init__(
+        self,
+        recipe: Recipe,
+        run_dir: Path,
+        resume: bool = False,
+        hooks: Hooks | None = None,
+        cache_dir: Path | None = None,
+    ) -> None:
         self.recipe = recipe
         self.run = RunDir(Path(run_dir))
         self.resume = resume
         self.hooks = hooks or Hooks()
+        self.cache_dir = cache_root(cache_dir)  # the data cache, shared by runs (see data/cache.py)
         self.cfg = recipe.train
         self.progress = Progress()
         self._stop_signal: int | None = None
@@ -175,7 +189,7 @@ class Trainer:
     # -- set-up ----------------------------------------------------------
     def prepare(self) -> None:
         import_modules(self.recipe.plugins, "plugins")  # a Ray worker gets the recipe, not the driver's imports
-        self._prepare_run_dir()
+        self.prepare_run_dir()
         if self.cfg.tensorboard and self.hooks.is_main:
             self._tensorboard = _tensorboard_writer(self.run.path / "tensorboard")
         if self.cfg.threads:
@@ -183,7 +197,7 @@ class Trainer:
         torch.manual_seed(self.recipe.seed)
         random.seed(self.recipe.seed)
         self.device = self.hooks.device or resolve_device(self.cfg.device)
-        self.data = self._prepare_data()
+        self.data = self.prepare_data()
         tok = self.data.tokenizer
         self.model = Seq2Seq.from_config(self.recipe.model, tok.source_vocab_size, tok.target_vocab_size).to(
             self.device
@@ -192,9 +206,10 @@ class Trainer:
         self.optimizer = self._build_optimizer()
         self.schedule = LRSchedule(self.optimizer, self.cfg.optimizer.lr, self.cfg.scheduler)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.cfg.amp == "fp16" and self.device.type == "cuda")
+        rows = self.data.train_rows
         self.sampler = TokenBatchSampler(
-            [len(s) for s in self.data.train_src],
-            [len(t) for t in self.data.train_tgt],
+            self.data.train.src_lengths[rows],
+            self.data.train.tgt_lengths[rows],
             self.cfg.batch_tokens,
             seed=self.recipe.seed,
             num_replicas=self.hooks.world_size,
@@ -207,7 +222,7 @@ class Trainer:
         n_params = sum(p.numel() for p in self.model.parameters())
         log.info("model: %s parameters on %s", f"{n_params:,}", self.device)
 
-    def _prepare_run_dir(self) -> None:
+    def prepare_run_dir(self) -> None:
         """Refuse a clash with an existing run, then write recipe.yaml and open the log —
         before any data work, so an unwritable folder fails now, not at the first checkpoint."""
         run = self.run
@@ -240,26 +255,50 @@ class Trainer:
                     "only train/decode/evaluate settings may change when resuming"
                 )
 
-    def _prepare_data(self) -> Data:
+    def prepare_data(self) -> Data:
+        """Read the splits, train the tokenizer (unless the run has one) and tokenize, via the data cache.
+
+        The seam for distributed runners: a driver calls it once so that its workers'
+        calls only open cached files (no worker reads or tokenizes the corpus again).
+        """
         data_cfg = self.recipe.data
-        cache = self.run.path / ".cache"
-        train = load_split(data_cfg, "train", cache)
-        validation = load_split(data_cfg, "validation", cache)
+        train = load_split_table(data_cfg, "train", self.cache_dir)
+        validation = load_split_table(data_cfg, "validation", self.cache_dir)
         log.info("data: %d training pairs, %d validation pairs", len(train), len(validation))
         if self.run.tokenizer.is_dir() and any(self.run.tokenizer.glob("*.model")):
             tok = SubwordTokenizer.load(self.run.tokenizer)
         else:
-            tok = SubwordTokenizer.train(
-                self.recipe.tokenizer, train.sources, train.targets, self.run.tokenizer, self.recipe.seed
+            tok = self._train_tokenizer(train)
+        train_ids = tokenize_split(train, tok, self.cache_dir)
+        within = (train_ids.src_lengths <= data_cfg.max_length) & (train_ids.tgt_lengths <= data_cfg.max_length)
+        rows = np.flatnonzero(within)
+        if len(rows) < len(train_ids):
+            log.info(
+                "data: dropped %d training pairs longer than %d subwords",
+                len(train_ids) - len(rows),
+                data_cfg.max_length,
             )
-        src, tgt = tok.encode_source(train.sources), tok.encode_target(train.targets)
-        kept, dropped = filter_by_length(src, tgt, data_cfg.max_length)
-        if dropped:
-            log.info("data: dropped %d training pairs longer than %d subwords", dropped, data_cfg.max_length)
-        self._write_data_counts(len(train), len(kept), dropped, len(validation))
-        data = Data(tok, [src[i] for i in kept], [tgt[i] for i in kept], validation)
-        data.val_src, data.val_tgt = tok.encode_source(validation.sources), tok.encode_target(validation.targets)
-        return data
+        self._write_data_counts(len(train_ids), len(rows), len(train_ids) - len(rows), len(validation))
+        return Data(tok, train_ids, rows, validation.to_corpus(), tokenize_split(validation, tok, self.cache_dir))
+
+    def _train_tokenizer(self, train: SplitTable) -> SubwordTokenizer:
+        """Train on a seeded sample of at most ``tokenizer.sample_sentences`` sentences per model."""
+        cfg = self.recipe.tokenizer
+        pairs = cfg.sample_sentences // 2 if cfg.joint else cfg.sample_sentences
+        rows = None
+        if len(train) > max(pairs, 1):
+            rng = np.random.default_rng(self.recipe.seed)
+            rows = np.sort(rng.choice(len(train), size=max(pairs, 1), replace=False))
+            log.info(
+                "tokenizer: trained on %d of %d training pairs (tokenizer.sample_sentences)", len(rows), len(train)
+            )
+        return SubwordTokenizer.train(
+            cfg,
+            train.iter_column("source", rows),
+            train.iter_column("target", rows),
+            self.run.tokenizer,
+            self.recipe.seed,
+        )
 
     def _write_data_counts(self, train: int, kept: int, dropped: int, validation: int) -> None:
         """RUN_DIR/data.json: the counts the model card reports (read back, never parsed from the log)."""
@@ -312,10 +351,10 @@ class Trainer:
         window = _Window()
         bar = _progress_bar(cfg.max_steps or None, p.step, self.hooks.is_main)
         while not p.finished:
-            batches = self.sampler.batches(p.epoch)
+            batches = self.sampler.plan(p.epoch)
             while p.batch_in_epoch < len(batches):
                 started = time.perf_counter()
-                loss, ntok = self._train_step(self._collate(batches[p.batch_in_epoch]))
+                loss, ntok = self._train_step(self._load_batch(batches.batch(p.batch_in_epoch)))
                 p.batch_in_epoch += 1
                 p.step += 1
                 p.train_seconds += time.perf_counter() - started
@@ -342,9 +381,9 @@ class Trainer:
         bar.close()
         return last
 
-    def _collate(self, index: list[int]) -> Batch:
-        d = self.data
-        return collate([d.train_src[i] for i in index], [d.train_tgt[i] for i in index]).to(self.device)
+    def _load_batch(self, index: np.ndarray) -> Batch:
+        """The sampler's sentences ``index``, read from the memory-mapped ids, on the device."""
+        return _to_device(self.data.train.batch(self.data.train_rows[index]), self.device)
 
     def _train_step(self, batch: Batch) -> tuple[float, int]:
         """One update; returns (summed loss, target tokens). Non-finite steps are skipped."""
@@ -407,9 +446,8 @@ class Trainer:
         d = self.data
         loss, tokens = 0.0, 0
         with torch.no_grad(), self._autocast():
-            lengths, size = [len(s) for s in d.val_src], self.cfg.validation_batch_size
-            for index in sentence_batches(lengths, size):  # length-sorted: little padding
-                batch = collate([d.val_src[i] for i in index], [d.val_tgt[i] for i in index]).to(self.device)
+            for index in sentence_batches(d.val.src_lengths.tolist(), self.cfg.validation_batch_size):  # little padding
+                batch = _to_device(d.val.batch(index), self.device)
                 logits = self.model(batch.src, batch.src_lengths, batch.tgt_in)
                 l_sum, n = token_loss(logits, batch.tgt_out, 0.0)
                 loss, tokens = loss + float(l_sum), tokens + int(n)
@@ -517,6 +555,13 @@ class Trainer:
 
 
 # ------------------------------------------------------------------ utilities
+def _to_device(batch: Batch, device: torch.device) -> Batch:
+    """On CUDA through pinned memory, so the copy overlaps with the GPU's work."""
+    if device.type == "cuda":
+        return batch.pin_memory().to(device, non_blocking=True)
+    return batch.to(device)
+
+
 class _Window:
     """Loss and speed since the last log line."""
 

@@ -3,13 +3,18 @@ Helpers (the small recipe, run_cli, ...) live in tests/helpers.py."""
 
 from __future__ import annotations
 
+import os
 import subprocess
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from tests.helpers import TINY, run_cli, small_overrides
+
+# One data cache per test session (inherited by CLI subprocesses and Ray workers), never ~/.cache.
+os.environ.setdefault("SEQ2SEQ_RNN_CACHE", tempfile.mkdtemp(prefix="seq2seq-rnn-test-cache-"))
 
 
 @pytest.fixture

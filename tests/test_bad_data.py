@@ -64,10 +64,9 @@ def prepare(folder: Path, overrides: list[str]) -> Trainer:
 def numbers(trainer: Trainer) -> list[tuple[int, int]]:
     """(i of 'satz i', i of 'sentence i') of every training pair, decoded from the subword ids."""
     tok = trainer.data.tokenizer  # joint: one model decodes both sides
+    src_ids, tgt_ids = trainer.data.train.ids(trainer.data.train_rows)
     out = []
-    for src, tgt in zip(
-        tok.decode_target(trainer.data.train_src), tok.decode_target(trainer.data.train_tgt), strict=True
-    ):
+    for src, tgt in zip(tok.decode_target(src_ids), tok.decode_target(tgt_ids), strict=True):
         s, t = re.search(r"satz (\d+)", src), re.search(r"sentence (\d+)", tgt)
         assert s and t, (src, tgt)
         out.append((int(s.group(1)), int(t.group(1))))
@@ -155,7 +154,8 @@ def test_windows_line_endings_and_a_bom_read_like_unix_ones(tmp_path):
     trainer = prepare(tmp_path, corpus(tmp_path, src, tgt, newline="\r\n"))
     kept = numbers(trainer)
     assert len(kept) == N and all(s == t for s, t in kept)
-    decoded = trainer.data.tokenizer.decode_target(trainer.data.train_src + trainer.data.train_tgt)
+    src_ids, tgt_ids = trainer.data.train.ids(trainer.data.train_rows)
+    decoded = trainer.data.tokenizer.decode_target(src_ids + tgt_ids)
     assert not any("\ufeff" in line or line.endswith("\r") for line in decoded)
     assert trainer.data.validation.sources[0] == "satz 0 ein hund läuft"
 

@@ -117,3 +117,54 @@ def test_sentence_batches_cover_all_sorted_by_length():
     flat = [i for b in batches for i in b]
     assert sorted(flat) == list(range(len(lens)))
     assert [lens[i] for i in flat] == sorted(lens, reverse=True)
+
+
+# ------------------------------------------------- the planner of earlier versions
+def _reference_batches(sizes: list[int], budget: int, seed: int, epoch: int, replicas: int, rank: int, shuffle: bool):
+    """TokenBatchSampler.batches as it was before planning moved to numpy (lists, one loop)."""
+    import numpy as np
+
+    sizes_np = np.asarray(sizes, dtype=np.int64)
+    rng = np.random.default_rng([seed % 2**63, epoch])
+    order = np.lexsort((rng.random(len(sizes)), sizes_np)) if shuffle else np.argsort(sizes_np, kind="stable")
+    chunks, current = [], []
+    for index in order.tolist():
+        if current and (len(current) + 1) * int(sizes_np[index]) > budget:
+            chunks.append(current)
+            current = []
+        current.append(index)
+    chunks.append(current)
+    while len(chunks) % replicas:
+        largest = max(range(len(chunks)), key=lambda i: len(chunks[i]))
+        batch = chunks[largest]
+        if len(batch) < 2:
+            chunks = chunks[: len(chunks) - len(chunks) % replicas]
+            break
+        half = len(batch) // 2
+        chunks[largest : largest + 1] = [batch[:half], batch[half:]]
+    if shuffle:
+        chunks = [chunks[i] for i in rng.permutation(len(chunks))]
+    return chunks[rank::replicas]
+
+
+@pytest.mark.parametrize("shuffle", [True, False])
+@pytest.mark.parametrize("replicas", [1, 2, 3])
+def test_plans_equal_the_earlier_list_based_batches(shuffle, replicas):
+    """The numpy planner cuts exactly as the old loop did: same seed, same batches, same order."""
+    src, tgt = lengths(3001, seed=4)
+    src[11] = 500  # a sentence over the budget
+    sizes = [max(s, t) + 1 for s, t in zip(src, tgt, strict=True)]
+    for epoch in (0, 3):
+        for rank in range(replicas):
+            new = TokenBatchSampler(src, tgt, 700, seed=9, shuffle=shuffle, num_replicas=replicas, rank=rank)
+            assert new.batches(epoch) == _reference_batches(sizes, 700, 9, epoch, replicas, rank, shuffle)
+
+
+def test_plan_of_a_million_sentences_is_arrays_not_lists():
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    src = rng.integers(1, 60, 1_000_000)
+    plan = TokenBatchSampler(src, src + 1, 4096, seed=1, num_replicas=2, rank=1).plan(0)
+    assert isinstance(plan.order, np.ndarray) and len(plan) > 1000
+    assert plan.batch(0).dtype == np.int64

@@ -234,3 +234,78 @@ def test_filter_by_length():
     kept, dropped = filter_by_length(src, tgt, max_length=4)
     assert kept == [0, 3] and dropped == 2
     assert filter_by_length(src, tgt, max_length=6) == ([0, 1, 2, 3], 0)
+
+
+# ------------------------------------------ every format, the same pairs, via Arrow
+PAIRS = [("ein Hund", "a dog"), ("", "empty"), ("zwei Katzen", "two cats"), ("Haus", "house")]
+
+
+def _format_configs(tmp_path: Path) -> dict[str, DataConfig]:
+    """The same four raw pairs in each supported layout."""
+    datasets.disable_progress_bars()
+    rows = [{"de": s, "en": t} for s, t in PAIRS]
+    nested = [{"translation": r} for r in rows]
+    configs = {
+        "text": text_pair(tmp_path, "".join(s + "\n" for s, _ in PAIRS), "".join(t + "\n" for _, t in PAIRS)),
+        "gzip": text_pair(tmp_path, "".join(s + "\n" for s, _ in PAIRS), "".join(t + "\n" for _, t in PAIRS), ".gz"),
+        "tsv": file_config("tsv", write(tmp_path / "p.tsv", "".join(f"{s}\t{t}\n" for s, t in PAIRS))),
+        "jsonl": file_config("jsonl", write(tmp_path / "p.jsonl", "".join(json.dumps(r) + "\n" for r in rows))),
+    }
+    table = datasets.Dataset.from_list(rows)
+    table.to_parquet(str(tmp_path / "p.parquet"))
+    configs["parquet"] = file_config("parquet", tmp_path / "p.parquet")
+    (tmp_path / "pq").mkdir()  # a folder of parquet shards, read in name order
+    table.select(range(2)).to_parquet(str(tmp_path / "pq" / "part-0.parquet"))
+    table.select(range(2, 4)).to_parquet(str(tmp_path / "pq" / "part-1.parquet"))
+    configs["parquet folder"] = file_config("parquet", tmp_path / "pq")
+    datasets.DatasetDict({"train": datasets.Dataset.from_list(nested), "validation": table}).save_to_disk(
+        str(tmp_path / "saved")
+    )
+    table.save_to_disk(str(tmp_path / "saved_one"))
+    (tmp_path / "hubrepo").mkdir()
+    write(tmp_path / "hubrepo" / "train.jsonl", "".join(json.dumps(r) + "\n" for r in nested))
+    for name, folder in (("save_to_disk", "saved"), ("save_to_disk dataset", "saved_one"), ("hub layout", "hubrepo")):
+        configs[name] = DataConfig(
+            source_lang="de", target_lang="en", format="hub", hub_name=str(tmp_path / folder),
+            train={"split": "train"}, validation={"split": "train"},
+        )  # fmt: skip
+    return configs
+
+
+def test_every_format_loads_the_same_pairs_as_memory_mapped_arrow(tmp_path, monkeypatch):
+    from seq2seq_rnn.data import load_split_table
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    for name, data in _format_configs(tmp_path).items():
+        table = load_split_table(data, "train", tmp_path / "cache")
+        assert table.dataset.cache_files, f"{name}: not backed by an Arrow file"
+        assert str(tmp_path / "cache") in table.dataset.cache_files[0]["filename"]
+        corpus = table.to_corpus()
+        assert list(zip(corpus.sources, corpus.targets, strict=True)) == [p for p in PAIRS if p[0]], name
+        assert (table.raw_pairs, table.dropped_empty) == (4, 1), name
+
+
+def test_a_changed_file_is_read_again_and_an_unchanged_one_is_not(tmp_path, monkeypatch):
+    from seq2seq_rnn.data import corpus as corpus_module
+
+    data = text_pair(tmp_path, "a\nb\n", "A\nB\n")
+    assert load_split(data, "train", tmp_path / "cache").sources == ["a", "b"]
+    monkeypatch.setattr(corpus_module, "_write_pairs", lambda *a: pytest.fail("read again"))
+    assert load_split(data, "train", tmp_path / "cache").sources == ["a", "b"]  # from the cache
+    monkeypatch.undo()
+    write(tmp_path / "s.de.txt", "a\nc\n")
+    write(tmp_path / "s.en.txt", "A\nC\n")
+    assert load_split(data, "train", tmp_path / "cache").sources == ["a", "c"]
+
+
+def test_relative_hub_folder_resolves_against_the_recipe(tmp_path):
+    from seq2seq_rnn.config import load_recipe
+
+    datasets.Dataset.from_list([{"de": "a", "en": "b"}]).save_to_disk(str(tmp_path / "corpus"))
+    (tmp_path / "r.yaml").write_text(
+        "data: {source_lang: de, target_lang: en, format: hub, hub_name: corpus, "
+        "train: {split: train}, validation: {split: train}}\n"
+    )
+    recipe = load_recipe(tmp_path / "r.yaml")
+    assert recipe.data.hub_name == str(tmp_path / "corpus")
+    assert load_split(recipe.data, "train", tmp_path / "cache").sources == ["a"]

@@ -128,7 +128,7 @@ def _initial_val_loss(run: Path) -> float:
     trainer = Trainer(load_recipe(run / "recipe.yaml"), run, resume=False)
     torch.manual_seed(trainer.recipe.seed)
     trainer.device = torch.device("cpu")
-    trainer.data = trainer._prepare_data()
+    trainer.data = trainer.prepare_data()
     from seq2seq_rnn.model import Seq2Seq
 
     tok = trainer.data.tokenizer

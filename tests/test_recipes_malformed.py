@@ -122,7 +122,7 @@ CASES = [
         ["train.optimizer.name", "'adam', 'adamw' or 'sgd'"],
         put("train.optimizer.name", "adagrad"),
     ),
-    Case("unknown-format", ["data.format", "'text', 'tsv', 'jsonl' or 'hub'"], put("data.format", "csv")),
+    Case("unknown-format", ["data.format", "'text', 'tsv', 'jsonl', 'parquet' or 'hub'"], put("data.format", "csv")),
     Case("unknown-device", ["train.device", "'auto', 'cpu' or 'cuda'"], put("train.device", "tpu")),
     Case(
         "unknown-model-type", ["tokenizer.model_type", "'bpe' or 'unigram'"], put("tokenizer.model_type", "wordpiece")

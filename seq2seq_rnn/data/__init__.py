@@ -8,14 +8,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from seq2seq_rnn.data.corpus import ParallelCorpus, filter_by_length, load_split
+from seq2seq_rnn.data.corpus import ParallelCorpus, SplitTable, filter_by_length, load_split, load_split_table
 from seq2seq_rnn.data.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID, SubwordTokenizer
 
-_BATCHING = ("Batch", "TokenBatchSampler", "collate", "sentence_batches")
+_BATCHING = ("Batch", "BatchPlan", "TokenBatchSampler", "collate", "sentence_batches")
+_TOKENS = ("TokenizedSplit", "tokenize_split")
 
 __all__ = [
-    "BOS_ID", "EOS_ID", "PAD_ID", "UNK_ID", "ParallelCorpus", "SubwordTokenizer", "filter_by_length", "load_split",
-    *_BATCHING,
+    "BOS_ID", "EOS_ID", "PAD_ID", "UNK_ID", "ParallelCorpus", "SplitTable", "SubwordTokenizer", "filter_by_length",
+    "load_split", "load_split_table", *_BATCHING, *_TOKENS,
 ]  # fmt: skip
 
 
@@ -24,4 +25,8 @@ def __getattr__(name: str) -> Any:
         from seq2seq_rnn.data import batching
 
         return getattr(batching, name)
+    if name in _TOKENS:
+        from seq2seq_rnn.data import tokens
+
+        return getattr(tokens, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -43,6 +43,12 @@ class Batch:
         """Non-pad target tokens (the loss is summed over these); 0 without a target."""
         return 0 if self.tgt_out is None else int((self.tgt_out != PAD_ID).sum())
 
+    def pin_memory(self) -> Batch:
+        """A copy in page-locked memory (for non-blocking copies to a GPU)."""
+        return Batch(
+            *(None if t is None else t.pin_memory() for t in (self.src, self.src_lengths, self.tgt_in, self.tgt_out))
+        )  # type: ignore[arg-type]
+
     def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
         """A copy with every tensor (``src_lengths`` too) on ``device``."""
 
@@ -75,6 +81,27 @@ def _pad(rows: list[list[int]]) -> torch.Tensor:
     return out
 
 
+class BatchPlan:
+    """One rank's batches of one epoch as index arrays: ``batch(i)`` is the i-th, in training order.
+
+    Held as two numpy arrays (the epoch's sentence order and each batch's [start, end)
+    in it), never as Python lists: ~16 bytes a sentence however large the corpus.
+    """
+
+    def __init__(self, order: np.ndarray, bounds: np.ndarray) -> None:
+        self.order, self.bounds = order, bounds  # bounds: (n_batches, 2) int64
+
+    def __len__(self) -> int:
+        return len(self.bounds)
+
+    def batch(self, i: int) -> np.ndarray:
+        start, end = self.bounds[i]
+        return self.order[start:end]
+
+    def tolist(self) -> list[list[int]]:
+        return [self.batch(i).tolist() for i in range(len(self))]
+
+
 class TokenBatchSampler:
     """Length-bucketed batches of sentence indices under a padded-token budget.
 
@@ -84,12 +111,17 @@ class TokenBatchSampler:
     order: the ranks' batches are disjoint and every rank gets the same count
     (large batches are split in two until the count divides evenly; only if
     that is impossible are the last few batches dropped).
+
+    Planning works on a numpy array of sizes (one sort and one vectorised cut
+    per epoch), so a rank plans its share of millions of pairs in well under a
+    second without reading a token; the cut is the same greedy one as a loop
+    over the sorted sentences, so batches are those of earlier versions.
     """
 
     def __init__(
         self,
-        src_lengths: Sequence[int],
-        tgt_lengths: Sequence[int],
+        src_lengths: Sequence[int] | np.ndarray,
+        tgt_lengths: Sequence[int] | np.ndarray,
         batch_tokens: int,
         seed: int,
         shuffle: bool = True,
@@ -111,46 +143,56 @@ class TokenBatchSampler:
         if len(self.sizes) < num_replicas:
             raise DataError(f"{len(self.sizes)} sentences cannot fill a batch on each of {num_replicas} workers")
 
-    def batches(self, epoch: int) -> list[list[int]]:
+    def plan(self, epoch: int) -> BatchPlan:
         """This rank's batches for ``epoch``, in training order; the same for the same (seed, epoch)."""
         rng = np.random.default_rng([self.seed % 2**63, epoch])
         if self.shuffle:
             order = np.lexsort((rng.random(len(self.sizes)), self.sizes))  # by size, ties in random order
         else:
             order = np.argsort(self.sizes, kind="stable")
-        chunks = _even_out(self._chunk(order), self.num_replicas)
+        bounds = _even_out(_cut(self.sizes[order], self.batch_tokens), self.num_replicas)
         if self.shuffle:
-            chunks = [chunks[i] for i in rng.permutation(len(chunks))]
-        return chunks[self.rank :: self.num_replicas]
+            bounds = bounds[rng.permutation(len(bounds))]
+        return BatchPlan(order, bounds[self.rank :: self.num_replicas])
+
+    def batches(self, epoch: int) -> list[list[int]]:
+        """:meth:`plan` as lists (small corpora and tests)."""
+        return self.plan(epoch).tolist()
 
     def num_batches(self, epoch: int = 0) -> int:
-        """len(self.batches(epoch)), the same on every rank."""
-        return len(self.batches(epoch))
-
-    def _chunk(self, order: np.ndarray) -> list[list[int]]:
-        """Cut indices sorted by ascending size into batches under the budget."""
-        chunks: list[list[int]] = []
-        current: list[int] = []
-        for index in order.tolist():
-            if current and (len(current) + 1) * int(self.sizes[index]) > self.batch_tokens:
-                chunks.append(current)
-                current = []
-            current.append(index)
-        chunks.append(current)
-        return chunks
+        """len(self.plan(epoch)), the same on every rank."""
+        return len(self.plan(epoch))
 
 
-def _even_out(chunks: list[list[int]], replicas: int) -> list[list[int]]:
+def _cut(sorted_sizes: np.ndarray, budget: int) -> np.ndarray:
+    """[start, end) of greedy batches over ascending sizes: extend while (n + 1) × size ≤ budget.
+
+    Sizes ascend, so (k + 1) × size[start + k] ascends in k: a batch ends at the first
+    k ≥ 1 over the budget, found in a window of budget // size[start] + 1 entries.
+    """
+    n = len(sorted_sizes)
+    bounds, start = [], 0
+    while start < n:
+        window = min(n - start, budget // int(sorted_sizes[start]) + 1)
+        costs = np.arange(1, window + 1) * sorted_sizes[start : start + window]
+        over = np.flatnonzero(costs[1:] > budget)
+        length = int(over[0]) + 1 if len(over) else window
+        bounds.append((start, start + length))
+        start += length
+    return np.asarray(bounds, dtype=np.int64).reshape(-1, 2)
+
+
+def _even_out(bounds: np.ndarray, replicas: int) -> np.ndarray:
     """Split the largest batches until ``replicas`` divides their number; else drop the remainder."""
-    chunks = list(chunks)
-    while len(chunks) % replicas:
-        largest = max(range(len(chunks)), key=lambda i: len(chunks[i]))
-        batch = chunks[largest]
-        if len(batch) < 2:
-            return chunks[: len(chunks) - len(chunks) % replicas]
-        half = len(batch) // 2
-        chunks[largest : largest + 1] = [batch[:half], batch[half:]]
-    return chunks
+    while len(bounds) % replicas:
+        sizes = bounds[:, 1] - bounds[:, 0]
+        largest = int(np.argmax(sizes))  # the first of the largest, as max() picks
+        if sizes[largest] < 2:
+            return bounds[: len(bounds) - len(bounds) % replicas]
+        start, end = bounds[largest]
+        half = start + (end - start) // 2
+        bounds = np.concatenate([bounds[:largest], [[start, half], [half, end]], bounds[largest + 1 :]])
+    return bounds
 
 
 def sentence_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:

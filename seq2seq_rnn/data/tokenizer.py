@@ -7,9 +7,11 @@ BOS=2, EOS=3. Files in a tokenizer folder: ``spm.model`` (joint) or
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import logging
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import sentencepiece as spm
@@ -35,19 +37,21 @@ class SubwordTokenizer:
     # ------------------------------------------------------------ building
     @classmethod
     def train(
-        cls, cfg: TokenizerConfig, sources: list[str], targets: list[str], out_dir: Path, seed: int
+        cls, cfg: TokenizerConfig, sources: Iterable[str], targets: Iterable[str], out_dir: Path, seed: int
     ) -> SubwordTokenizer:
         """Train on the given sentences and write the model file(s) into ``out_dir``.
 
-        If the corpus cannot fill ``cfg.vocab_size`` the vocabulary is smaller
-        (a warning says by how much). The same input and seed give the same files.
+        The sentences are streamed to sentencepiece (callers pass a bounded
+        sample, ``tokenizer.sample_sentences``). If the corpus cannot fill
+        ``cfg.vocab_size`` the vocabulary is smaller (a warning says by how much).
+        The same input and seed give the same files.
         """
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         spm.set_random_generator_seed(seed)
         if cfg.joint:
             _remove_models(out_dir, (SOURCE_PREFIX, TARGET_PREFIX))
-            _train_model(cfg, [*sources, *targets], out_dir / JOINT_PREFIX, "joint")
+            _train_model(cfg, itertools.chain(sources, targets), out_dir / JOINT_PREFIX, "joint")
         else:
             _remove_models(out_dir, (JOINT_PREFIX,))
             _train_model(cfg, sources, out_dir / SOURCE_PREFIX, "source")
@@ -76,6 +80,19 @@ class SubwordTokenizer:
     def files(self) -> list[Path]:
         """The ``.model`` file(s): one when joint, else [source, target]."""
         return list(self._files)
+
+    @property
+    def fingerprint(self) -> str:
+        """A digest of what encoding depends on: each model's type, pieces and scores.
+
+        Not of the ``.model`` bytes: they also record the training options, the output
+        path among them, so two runs training the same model would never share a cache.
+        """
+        sha = hashlib.sha256(b"joint" if self.joint else b"separate")
+        for model in (self._source,) if self.joint else (self._source, self._target):
+            for i in range(model.get_piece_size()):
+                sha.update(f"{model.id_to_piece(i)}\t{model.get_score(i)}\t{model.is_byte(i)}\n".encode())
+        return sha.hexdigest()[:24]
 
     @property
     def source_vocab_size(self) -> int:
@@ -127,13 +144,22 @@ def _strip_specials(ids: Iterable[int]) -> list[int]:
     return kept
 
 
-def _train_model(cfg: TokenizerConfig, sentences: list[str], prefix: Path, what: str) -> None:
-    lines = [s for s in sentences if s.strip()]
-    if not lines:
+def _train_model(cfg: TokenizerConfig, sentences: Iterable[str], prefix: Path, what: str) -> None:
+    counted = [0]
+
+    def lines() -> Iterator[str]:
+        for sentence in sentences:
+            if sentence.strip():
+                counted[0] += 1
+                yield sentence
+
+    stream = lines()
+    first = next(stream, None)
+    if first is None:
         raise DataError(f"cannot train the {what} tokenizer: no non-empty sentences")
     try:
         spm.SentencePieceTrainer.train(
-            sentence_iterator=iter(lines),
+            sentence_iterator=itertools.chain([first], stream),
             model_prefix=str(prefix),
             model_type=cfg.model_type,
             vocab_size=cfg.vocab_size,
@@ -149,7 +175,7 @@ def _train_model(cfg: TokenizerConfig, sentences: list[str], prefix: Path, what:
     except RuntimeError as exc:
         raise DataError(
             f"cannot train the {what} tokenizer (tokenizer.vocab_size={cfg.vocab_size}, "
-            f"model_type={cfg.model_type}, {len(lines)} sentences): {exc}"
+            f"model_type={cfg.model_type}, {counted[0]} sentences): {exc}"
         ) from None
     size = _load_model(prefix.with_name(prefix.name + ".model")).get_piece_size()
     if size < cfg.vocab_size:

@@ -53,7 +53,7 @@ def train_distributed(
             "use train.max_steps or train.max_epochs"
         )
     run = RunDir(Path(run_dir).expanduser().resolve())
-    Trainer(recipe, run.path, resume=resume)._prepare_run_dir()  # same checks and recipe.yaml as one process
+    Trainer(recipe, run.path, resume=resume).prepare_run_dir()  # same checks and recipe.yaml as one process
     _prepare_tokenizer(recipe, run)
     storage, name = _storage(recipe, run, resume)
     started = _connect(scaling.address)
@@ -91,7 +91,7 @@ def train_distributed(
 def _prepare_tokenizer(recipe: Recipe, run: RunDir) -> None:
     """Train (or keep) the tokenizer in the driver, once, by the single-process code path."""
     if not any(run.tokenizer.glob("*.model")):
-        Trainer(recipe, run.path, resume=True)._prepare_data()
+        Trainer(recipe, run.path, resume=True).prepare_data()
 
 
 def _storage(recipe: Recipe, run: RunDir, resume: bool) -> tuple[str, str]:

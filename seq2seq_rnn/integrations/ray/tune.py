@@ -118,7 +118,7 @@ def _multi_worker_trial(config: dict[str, Any], base: dict[str, Any], storage: s
     res = sweep.resources
     recipe = trial_recipe(base, config["params"])
     with tempfile.TemporaryDirectory(prefix="seq2seq-rnn-trial-") as tmp:
-        Trainer(recipe, Path(tmp))._prepare_data()  # the tokenizer, once, for all ranks
+        Trainer(recipe, Path(tmp)).prepare_data()  # the tokenizer, once, for all ranks
         seed = ray.put(pack_run_dir(Path(tmp), with_state=False))
     trial_id = tune.get_context().get_trial_id()
     TorchTrainer(
