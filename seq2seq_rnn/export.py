@@ -15,6 +15,7 @@ differs (e.g. a plugin cell whose sequence path cannot be traced).
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 from pathlib import Path
@@ -84,31 +85,76 @@ def _check(reference: nn.Module, exported: Any, inputs: tuple[Tensor, ...], what
 
 
 def export(run_dir: Path, output: Path, fmt: str = "torchscript", checkpoint: str = "best") -> Path:
-    """Write the export folder for ``run_dir``; returns ``output``."""
+    """Write the export folder for ``run_dir``; returns ``output``.
+
+    Everything is traced and checked in memory first: a model that cannot be exported,
+    or a missing onnxruntime, raises before the folder is created.
+    """
     if fmt not in FORMATS:
         raise ConfigError(f"--format: unknown format {fmt!r}. Valid choices: {', '.join(FORMATS)}")
+    onnxruntime = _require_onnx() if fmt == "onnx" else None
     translator = Translator.load(run_dir, checkpoint, "cpu")
     model = translator.model.eval()
     encoder, step = SentenceEncoder(model).eval(), DecoderStep(model).eval()
+    src, other = _examples(translator, 7), _examples(translator, 12)
+    try:
+        with torch.no_grad():
+            enc_out = encoder(src)
+            other_inputs = (torch.tensor([BOS_ID]), *encoder(other))
+            memory, state = model.encode(other, torch.tensor([other.size(1)]))
+        # the one-sentence encoder must compute what the toolkit's (padded, packed) encoder does
+        _check(lambda _src: (*memory, *state), encoder, (other,), "one-sentence encoder")
+        step_inputs = (torch.tensor([BOS_ID]), *enc_out)
+        if fmt == "torchscript":
+            files = _export_torchscript(encoder, step, src, other, step_inputs, other_inputs)
+        else:
+            files = _export_onnx(encoder, step, src, other, step_inputs, other_inputs, onnxruntime)
+    except ExportError as exc:
+        raise ExportError(f"{run_dir}: {exc}{_plugin_cells_hint(translator)}") from None
+    except Exception as exc:  # tracing runs the cells' own code
+        detail = (str(exc).strip().splitlines() or [""])[-1]  # TorchScript's last line says what failed
+        detail = detail.removeprefix(f"{type(exc).__name__}: ")
+        raise ExportError(
+            f"{run_dir}: the model cannot be traced for export ({type(exc).__name__}: {detail})"
+            f"{_plugin_cells_hint(translator)}"
+        ) from exc
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
-    src, other = _examples(translator, 7), _examples(translator, 12)
-    with torch.no_grad():
-        enc_out = encoder(src)
-        other_inputs = (torch.tensor([BOS_ID]), *encoder(other))
-        memory, state = model.encode(other, torch.tensor([other.size(1)]))
-    # the one-sentence encoder must compute what the toolkit's (padded, packed) encoder does
-    _check(lambda _src: (*memory, *state), encoder, (other,), "one-sentence encoder")
-    step_inputs = (torch.tensor([BOS_ID]), *enc_out)
-    if fmt == "torchscript":
-        _export_torchscript(encoder, step, src, other, step_inputs, other_inputs, output)
-    else:
-        _export_onnx(encoder, step, src, other, step_inputs, other_inputs, output)
+    for name, data in files.items():
+        (output / name).write_bytes(data)
     for path in translator.tokenizer.files:
         shutil.copy2(path, output / path.name)
     _write_config(translator, output, fmt, len(enc_out) - 3, run_dir, checkpoint)
     shutil.copy2(SCRIPT, output / "translate.py")
     return output
+
+
+def _require_onnx() -> Any:
+    try:
+        import onnx  # noqa: F401 - torch.onnx.export needs it
+        import onnxruntime
+    except ImportError:
+        raise ConfigError("--format onnx needs onnx and onnxruntime: pip install 'seq2seq_rnn[export]'") from None
+    return onnxruntime
+
+
+def _plugin_cells_hint(translator: Translator) -> str:
+    """Names the plugin cells of a model that failed to export: the usual cause."""
+    from seq2seq_rnn.components import CELLS
+    from seq2seq_rnn.registry import BUILTIN
+
+    model_cfg = translator.recipe.model
+    plugins = [
+        f"model.{side}.cell {cfg.cell!r} ({CELLS.origin(cfg.cell)})"
+        for side, cfg in (("encoder", model_cfg.encoder), ("decoder", model_cfg.decoder))
+        if CELLS.origin(cfg.cell) != BUILTIN
+    ]
+    if not plugins:
+        return ""
+    return (
+        f". It uses {' and '.join(plugins)}: a cell whose sequence path is a Python loop over time steps traces to "
+        "one fixed length. Give the cell a traceable forward_sequence, or translate with `seq2seq-rnn translate`"
+    )
 
 
 def _export_torchscript(
@@ -118,8 +164,7 @@ def _export_torchscript(
     other: Tensor,
     step_inputs: tuple[Tensor, ...],
     other_inputs: tuple[Tensor, ...],
-    output: Path,
-) -> None:
+) -> dict[str, bytes]:
     import warnings
 
     with torch.no_grad(), warnings.catch_warnings():
@@ -129,10 +174,14 @@ def _export_torchscript(
         traced_step = torch.jit.trace(step, step_inputs, check_trace=False)
     _check(encoder, traced_encoder, (other,), "encoder")
     _check(step, traced_step, other_inputs, "decoder step")
+    files = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        torch.jit.save(traced_encoder, str(output / "encoder.pt"))
-        torch.jit.save(traced_step, str(output / "decoder_step.pt"))
+        for name, module in (("encoder.pt", traced_encoder), ("decoder_step.pt", traced_step)):
+            buffer = io.BytesIO()
+            torch.jit.save(module, buffer)
+            files[name] = buffer.getvalue()
+    return files
 
 
 def _export_onnx(
@@ -142,16 +191,13 @@ def _export_onnx(
     other: Tensor,
     step_inputs: tuple[Tensor, ...],
     other_inputs: tuple[Tensor, ...],
-    output: Path,
-) -> None:
-    try:
-        import onnxruntime
-    except ImportError:
-        raise ConfigError("--format onnx needs onnx and onnxruntime: pip install 'seq2seq_rnn[export]'") from None
+    onnxruntime: Any,
+) -> dict[str, bytes]:
     import warnings
 
     n_state = len(step_inputs) - 4
     state_names = [f"state{i}" for i in range(n_state)]
+    enc_buffer, step_buffer = io.BytesIO(), io.BytesIO()
     with torch.no_grad(), warnings.catch_warnings():
         # the TorchScript-based exporter handles the fused RNN kernels; it warns that it is legacy,
         # and about batch sizes other than 1, which the export never uses
@@ -161,7 +207,7 @@ def _export_onnx(
         torch.onnx.export(
             encoder,
             (src,),
-            str(output / "encoder.onnx"),
+            enc_buffer,
             input_names=["src"],
             output_names=["memory", "keys", "mask", *state_names],
             dynamic_axes={"src": {1: "S"}, "memory": {1: "S"}, "keys": {1: "S"}, "mask": {1: "S"}},
@@ -170,14 +216,16 @@ def _export_onnx(
         torch.onnx.export(
             step,
             step_inputs,
-            str(output / "decoder_step.onnx"),
+            step_buffer,
             input_names=["prev", "memory", "keys", "mask", *state_names],
             output_names=["logits", "attention", *[f"new_{n}" for n in state_names]],
             dynamic_axes={"memory": {1: "S"}, "keys": {1: "S"}, "mask": {1: "S"}, "attention": {1: "S"}},
             dynamo=False,
         )
-    enc_session = onnxruntime.InferenceSession(str(output / "encoder.onnx"), providers=["CPUExecutionProvider"])
-    step_session = onnxruntime.InferenceSession(str(output / "decoder_step.onnx"), providers=["CPUExecutionProvider"])
+    files = {"encoder.onnx": enc_buffer.getvalue(), "decoder_step.onnx": step_buffer.getvalue()}
+    providers = ["CPUExecutionProvider"]
+    enc_session = onnxruntime.InferenceSession(files["encoder.onnx"], providers=providers)
+    step_session = onnxruntime.InferenceSession(files["decoder_step.onnx"], providers=providers)
 
     def run_encoder(x: Tensor) -> list[Any]:
         return enc_session.run(None, {"src": x.numpy()})
@@ -188,6 +236,7 @@ def _export_onnx(
 
     _check(encoder, run_encoder, (other,), "encoder")
     _check(step, run_step, other_inputs, "decoder step")
+    return files
 
 
 def _write_config(translator: Translator, output: Path, fmt: str, n_state: int, run_dir: Path, checkpoint: str) -> None:

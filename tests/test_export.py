@@ -17,6 +17,7 @@ from seq2seq_rnn.checkpoint import load_checkpoint, save_checkpoint
 from seq2seq_rnn.cli import main
 from seq2seq_rnn.data.corpus import load_split
 from seq2seq_rnn.translator import Translator
+from tests.helpers import TINY, cli_env, run_cli, small_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -83,3 +84,62 @@ def test_export_rejects_unknown_format(tiny_run: Path, tmp_path: Path, capsys: p
     with pytest.raises(SystemExit):
         main(["export", str(tiny_run), "--format", "tflite", "--output", str(tmp_path)])
     assert "invalid choice" in capsys.readouterr().err
+
+
+USER_CELL = """
+import torch
+from torch import nn
+from seq2seq_rnn import RecurrentCell, register_cell
+
+
+@register_cell("test_export_user_cell")
+class LoopCell(RecurrentCell):
+    # no forward_sequence of its own: the toolkit runs a Python loop over time steps
+    def __init__(self, input_size, hidden_size):
+        super().__init__(input_size, hidden_size)
+        self.ih = nn.Linear(input_size, hidden_size)
+        self.hh = nn.Linear(hidden_size, hidden_size, bias=False)
+
+    def initial_state(self, batch_size, device, dtype):
+        return (torch.zeros(batch_size, self.hidden_size, device=device, dtype=dtype),)
+
+    def forward(self, x, state):
+        h = torch.tanh(self.ih(x) + self.hh(state[0]))
+        return h, (h,)
+"""
+
+
+@pytest.fixture(scope="module")
+def plugin_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("plugin_run")
+    (folder / "user_cells.py").write_text(USER_CELL, encoding="utf-8")
+    run = folder / "run"
+    settings = small_overrides(
+        train__max_steps=2,
+        train__validate_every=2,
+        model__encoder__cell="test_export_user_cell",
+        model__decoder__cell="test_export_user_cell",
+    )
+    proc = run_cli("train", TINY, "--import", folder / "user_cells.py", "--output-dir", run, "--no-test", *settings)
+    assert proc.returncode == 0, proc.stderr
+    return run
+
+
+def test_export_of_a_plugin_cell_run_is_refused_before_creating_anything(plugin_run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "export"
+    proc = run_cli("export", plugin_run, "--output", out)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "cannot be traced for export" in proc.stderr and "'test_export_user_cell' (register() in" in proc.stderr
+    assert not out.exists()
+
+
+def test_export_onnx_without_onnxruntime_leaves_no_folder(tiny_run: Path, tmp_path: Path) -> None:
+    hide = tmp_path / "hide"
+    hide.mkdir()
+    (hide / "sitecustomize.py").write_text("import sys\nsys.modules['onnxruntime'] = None  # as if not installed\n")
+    out = tmp_path / "export"
+    proc = run_cli("export", tiny_run, "--format", "onnx", "--output", out, env=cli_env(PYTHONPATH=str(hide)))
+    assert proc.returncode == 2, proc.stderr
+    assert "needs onnx and onnxruntime" in proc.stderr
+    assert not out.exists()
