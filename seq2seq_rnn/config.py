@@ -160,6 +160,10 @@ class EncoderConfig(Section):
     residual: bool = True
     dropout: float = probability(0.2)
     embedding_dropout: float = probability(0.1)
+    dropout_mode: Literal["standard", "variational"] = Field(
+        default="standard",
+        description="variational: one dropout mask per sequence, shared by its time steps (Gal & Ghahramani)",
+    )
 
     @field_validator("cell")
     @classmethod

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 import torch
+from torch import Tensor
 
+from seq2seq_rnn.components import CELLS, register_cell
+from seq2seq_rnn.config import ModelConfig
+from seq2seq_rnn.model import Seq2Seq
 from seq2seq_rnn.nn.dropout import SequenceDropout
+from tests.helpers import load_layernorm_cell
 
 
 def test_variational_keeps_one_mask_across_time() -> None:
@@ -57,3 +64,78 @@ def test_step_mask_equals_sequence_mask() -> None:
 def test_unknown_mode_is_refused() -> None:
     with pytest.raises(ValueError, match="variational"):
         SequenceDropout(0.1, "locked")  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------ in the model
+@pytest.fixture(scope="module")
+def plugin_cell() -> Iterator[str]:
+    register_cell("test_variational_layernorm", load_layernorm_cell())
+    yield "test_variational_layernorm"
+    CELLS.unregister("test_variational_layernorm")
+
+
+def variational_model(cell: str, input_feeding: bool) -> Seq2Seq:
+    enc = {"cell": cell, "embedding_size": 12, "hidden_size": 10, "layers": 2, "dropout": 0.5}
+    dec = {
+        **enc,
+        "input_feeding": input_feeding,
+        "output_dropout": 0.5,
+        "embedding_dropout": 0.5,
+        "tie_embeddings": False,
+    }
+    cfg = ModelConfig.model_validate(
+        {"encoder": {**enc, "dropout_mode": "variational"}, "decoder": {**dec, "dropout_mode": "variational"}}
+    )
+    torch.manual_seed(0)
+    return Seq2Seq.from_config(cfg, 30, 30)
+
+
+def record_masks(module: SequenceDropout) -> list[Tensor | None]:
+    seen: list[Tensor | None] = []
+    original = module.forward
+
+    def forward(x: Tensor, mask: Tensor | None = None) -> Tensor:
+        seen.append(mask)
+        return original(x, mask)
+
+    module.forward = forward  # type: ignore[method-assign]
+    return seen
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "plugin"])
+def test_step_by_step_decoder_reuses_one_mask_per_sequence(cell: str, plugin_cell: str) -> None:
+    """With input feeding the decoder runs step by step in training: every step gets the
+    same (B, ·) mask object for the embedding, each layer and the output layer."""
+    model = variational_model(plugin_cell if cell == "plugin" else cell, input_feeding=True).train()
+    seen = {name: record_masks(getattr(model.decoder, name)) for name in ("embedding_dropout", "output_dropout")}
+    layers = record_masks(model.decoder.dropout)
+    src, tgt = torch.randint(1, 30, (4, 7)), torch.randint(1, 30, (4, 5))
+    logits = model(src, torch.tensor([7, 6, 5, 3]), tgt)
+    logits.sum().backward()  # gradients flow through the masks
+    for masks in seen.values():
+        assert len(masks) == 5 and masks[0] is not None and all(m is masks[0] for m in masks)
+    assert len(layers) == 5 * 2 and layers[0] is not layers[1]  # a mask per layer …
+    assert all(m is layers[t % 2] for t, m in enumerate(layers))  # … kept for every step
+    assert all(p.grad is not None for p in model.decoder.cells.parameters())
+
+
+@pytest.mark.parametrize("input_feeding", [False, True])
+def test_variational_model_is_deterministic_at_eval_and_trains(input_feeding: bool, plugin_cell: str) -> None:
+    model = variational_model(plugin_cell, input_feeding)
+    src, lengths, tgt = torch.randint(1, 30, (3, 6)), torch.tensor([6, 4, 2]), torch.randint(1, 30, (3, 4))
+    model.eval()
+    assert torch.equal(model(src, lengths, tgt), model(src, lengths, tgt))
+    model.train()
+    first, second = model(src, lengths, tgt), model(src, lengths, tgt)
+    assert not torch.equal(first, second), "dropout is on in training"
+    first.sum().backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def test_standard_mode_is_plain_dropout() -> None:
+    """The default mode draws exactly what nn.Dropout draws (runs and resumes are unchanged)."""
+    x = torch.randn(4, 9, 6)
+    torch.manual_seed(3)
+    ours = SequenceDropout(0.4).train()(x)
+    torch.manual_seed(3)
+    assert torch.equal(ours, torch.nn.Dropout(0.4).train()(x))

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from seq2seq_rnn.cells import CellFactory, State
 from seq2seq_rnn.config import AttentionConfig, DecoderConfig
 from seq2seq_rnn.nn.attention import build_attention
+from seq2seq_rnn.nn.dropout import SequenceDropout
 from seq2seq_rnn.nn.layers import flatten_states, residual_stack, unflatten_states
 
 
@@ -24,6 +25,14 @@ class Memory(NamedTuple):
     memory: Tensor  # (B, S, D)
     keys: Tensor  # (B, S, K): attention-specific projection of memory
     mask: Tensor  # (B, S) True at real tokens
+
+
+class _Masks(NamedTuple):
+    """Locked dropout masks (B, ·) for decoding a batch step by step; None: none needed."""
+
+    embedding: Tensor | None
+    layers: list[Tensor | None]
+    output: Tensor | None
 
 
 class Decoder(nn.Module):
@@ -47,9 +56,10 @@ class Decoder(nn.Module):
         cell = cell or CellFactory.resolve(cfg.cell, cfg.cell_options, "model.decoder")
         hidden = cfg.hidden_size
         self.embed = nn.Embedding(vocab_size, cfg.embedding_size, padding_idx=padding_idx)
-        self.embedding_dropout = nn.Dropout(cfg.embedding_dropout)
-        self.dropout = nn.Dropout(cfg.dropout)
-        self.output_dropout = nn.Dropout(cfg.output_dropout)
+        self.embedding_dropout = SequenceDropout(cfg.embedding_dropout, cfg.dropout_mode)
+        self.dropout = SequenceDropout(cfg.dropout, cfg.dropout_mode)
+        self.output_dropout = SequenceDropout(cfg.output_dropout, cfg.dropout_mode)
+        self.embedding_size = cfg.embedding_size
         self.residual = cfg.residual
         self.input_feeding = cfg.input_feeding
         self.hidden_size = hidden
@@ -98,37 +108,57 @@ class Decoder(nn.Module):
         context, weights = self.attention(top, mem.keys, mem.memory, mem.mask)
         return torch.tanh(self.combine(torch.cat([top, context], dim=-1))), weights
 
-    def _layer_step(self, x: Tensor, states: list[State]) -> tuple[Tensor, list[State]]:
+    def _layer_step(self, x: Tensor, states: list[State], masks: list[Tensor | None]) -> tuple[Tensor, list[State]]:
         new_states: list[State] = []
+        layer_masks = iter(masks)
 
         def run(layer: int, inp: Tensor) -> Tensor:
             h, s = self.cells[layer](inp, states[layer])
             new_states.append(s)
             return h
 
-        return residual_stack(x, len(self.cells), run, self.dropout, self.residual), new_states
+        def dropout(h: Tensor) -> Tensor:
+            return self.dropout(h, next(layer_masks))
+
+        return residual_stack(x, len(self.cells), run, dropout, self.residual), new_states
+
+    def _sequence_masks(self, batch: int, like: Tensor) -> _Masks:
+        """Variational dropout's masks for one batch of sequences decoded step by step
+        (all None otherwise): embedding, each layer's output, the output layer."""
+        layers = [self.dropout.sample_mask(batch, self.hidden_size, like) for _ in self.cells]
+        return _Masks(
+            self.embedding_dropout.sample_mask(batch, self.embedding_size, like),
+            layers,
+            self.output_dropout.sample_mask(batch, self.hidden_size, like),
+        )
 
     def step(
         self, prev: Tensor, flat: tuple[Tensor, ...], mem: Memory
     ) -> tuple[Tensor, tuple[Tensor, ...], Tensor | None]:
         """One step: prev tokens (B,) → logits (B, V), new flat state, attention (B, S)."""
+        return self._step(prev, flat, mem, _Masks(None, [None] * len(self.cells), None))
+
+    def _step(
+        self, prev: Tensor, flat: tuple[Tensor, ...], mem: Memory, masks: _Masks
+    ) -> tuple[Tensor, tuple[Tensor, ...], Tensor | None]:
         states, feed = self._split(flat)
-        x = self.embedding_dropout(self.embed(prev))  # (B, E)
+        x = self.embedding_dropout(self.embed(prev), masks.embedding)  # (B, E)
         if feed is not None:
             x = torch.cat([x, feed], dim=-1)
-        top, states = self._layer_step(x, states)
+        top, states = self._layer_step(x, states, masks.layers)
         att, weights = self._attend(top.unsqueeze(1), mem)
         att = att.squeeze(1)  # (B, H)
-        logits = self.output(self.output_dropout(att))
+        logits = self.output(self.output_dropout(att, masks.output))
         feed_out = (att,) if self.input_feeding else ()
         return logits, flatten_states(states) + feed_out, (weights.squeeze(1) if weights is not None else None)
 
     def forward(self, tgt_in: Tensor, flat: tuple[Tensor, ...], mem: Memory) -> Tensor:
         """Teacher forcing: tgt_in (B, T) → logits (B, T, V)."""
         if self.input_feeding or not self.fused:
+            masks = self._sequence_masks(tgt_in.size(0), mem.memory)  # one per sequence, reused at every step
             logits = []
             for t in range(tgt_in.size(1)):
-                step_logits, flat, _ = self.step(tgt_in[:, t], flat, mem)
+                step_logits, flat, _ = self._step(tgt_in[:, t], flat, mem, masks)
                 logits.append(step_logits)
             return torch.stack(logits, dim=1)
         states, _ = self._split(flat)

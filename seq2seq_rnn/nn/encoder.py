@@ -10,6 +10,7 @@ from torch import Tensor, nn
 from seq2seq_rnn.cells import CellFactory
 from seq2seq_rnn.cells.base import RecurrentCell, step_loop
 from seq2seq_rnn.config import EncoderConfig
+from seq2seq_rnn.nn.dropout import SequenceDropout
 from seq2seq_rnn.nn.layers import residual_stack, reverse_padded
 
 
@@ -18,6 +19,7 @@ class Encoder(nn.Module):
 
     Each layer's output (both directions concatenated when bidirectional) goes
     through dropout and, from the second layer on, a residual connection.
+    ``config.dropout_mode: variational`` keeps one mask per sequence (nn/dropout.py).
     ``cell`` builds the cells (default: resolved from ``config.cell``).
     ``fused=False`` forces the step-by-step reference path (for tests).
     """
@@ -34,8 +36,8 @@ class Encoder(nn.Module):
         cfg = config or EncoderConfig()
         cell = cell or CellFactory.resolve(cfg.cell, cfg.cell_options, "model.encoder")
         self.embed = nn.Embedding(vocab_size, cfg.embedding_size, padding_idx=padding_idx)
-        self.embedding_dropout = nn.Dropout(cfg.embedding_dropout)
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.embedding_dropout = SequenceDropout(cfg.embedding_dropout, cfg.dropout_mode)
+        self.dropout = SequenceDropout(cfg.dropout, cfg.dropout_mode)
         self.residual = cfg.residual
         self.bidirectional = cfg.bidirectional
         self.output_size = cfg.output_size
