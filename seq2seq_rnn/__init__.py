@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from seq2seq_rnn.components import register_attention, register_cell
 from seq2seq_rnn.config import Recipe, load_recipe
-from seq2seq_rnn.errors import CheckpointError, ConfigError, DataError, PluginError, Seq2SeqError
+from seq2seq_rnn.errors import CheckpointError, ConfigError, DataError, PluginError, Seq2SeqError, UsageError
 
 if TYPE_CHECKING:
     from seq2seq_rnn.cells.base import RecurrentCell
@@ -27,6 +27,7 @@ __all__ = [
     "RecurrentCell",
     "Seq2SeqError",
     "Translator",
+    "UsageError",
     "load_recipe",
     "register_attention",
     "register_cell",

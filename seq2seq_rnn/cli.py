@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from seq2seq_rnn.errors import Seq2SeqError, TrainingInterrupted
+from seq2seq_rnn.errors import CheckpointError, Seq2SeqError, TrainingInterrupted, UsageError
 
 if TYPE_CHECKING:
     from seq2seq_rnn.translator import Translator
@@ -162,7 +162,7 @@ def _members(args: argparse.Namespace) -> list[tuple[Path, str]]:
     if len(checkpoints) == 1:
         return [(r, checkpoints[0]) for r in runs]
     if len(checkpoints) != len(runs):
-        raise Seq2SeqError(
+        raise UsageError(
             f"{len(runs)} run directories but {len(checkpoints)} --checkpoint values; give 1 or {len(runs)}"
         )
     return list(zip(runs, checkpoints, strict=True))
@@ -246,7 +246,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from seq2seq_rnn.evaluate import evaluate_files
 
     if (args.src is None) != (args.ref is None):
-        raise Seq2SeqError("--src and --ref go together")
+        raise UsageError("--src and --ref go together")
     if args.src is None:
         from seq2seq_rnn.rundir import RunDir
 
@@ -265,10 +265,10 @@ def cmd_average(args: argparse.Namespace) -> int:
 
     run = RunDir(args.run_dir)
     if (args.checkpoints is None) == (args.last is None):
-        raise Seq2SeqError("give either --checkpoints FILE... or --last N")
+        raise UsageError("give either --checkpoints FILE... or --last N")
     paths = args.checkpoints or run.kept_checkpoints()[-args.last :]
     if args.last is not None and len(paths) < args.last:
-        raise Seq2SeqError(
+        raise CheckpointError(
             f"{run.checkpoints} keeps {len(paths)} step checkpoints, fewer than --last {args.last} "
             "(train with train.keep_checkpoints >= N)"
         )

@@ -12,6 +12,10 @@ class Seq2SeqError(Exception):
     """Base class of every user-facing error of this package."""
 
 
+class UsageError(Seq2SeqError):
+    """Command-line arguments that do not fit together (e.g. --src without --ref)."""
+
+
 class ConfigError(Seq2SeqError):
     """A recipe or an override is invalid. The message names the dotted path."""
 

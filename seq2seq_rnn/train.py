@@ -166,7 +166,7 @@ class Data:
 
 # ------------------------------------------------------------------ trainer
 class Trainer:
-    """Trains ``recipe`` in ``run_dir``; ``run()`` returns the final metrics."""
+    """Trains ``recipe`` in ``run_dir``; :meth:`fit` returns the last validation metrics."""
 
     def __init__(
         self,
@@ -185,10 +185,17 @@ class Trainer:
         self.progress = Progress()
         self._stop_signal: int | None = None
         self._tensorboard: Any = None  # a SummaryWriter when train.tensorboard is on
+        self.window = _Window()  # loss and speed since the last log line; checkpointed, so a resume logs it whole
 
     # -- set-up ----------------------------------------------------------
     def prepare(self) -> None:
         import_modules(self.recipe.plugins, "plugins")  # a Ray worker gets the recipe, not the driver's imports
+        self.device = self.hooks.device or resolve_device(self.cfg.device)
+        if self.cfg.amp == "fp16" and self.device.type != "cuda":  # config refuses device cpu; this is 'auto'
+            raise ConfigError(
+                f"train.amp: 'fp16' needs a CUDA device (loss scaling), but train.device {self.cfg.device!r} "
+                f"found {self.device.type}; use amp 'bf16' or 'none' there"
+            )
         self.prepare_run_dir()
         if self.cfg.tensorboard and self.hooks.is_main:
             self._tensorboard = _tensorboard_writer(self.run.path / "tensorboard")
@@ -196,7 +203,6 @@ class Trainer:
             torch.set_num_threads(self.cfg.threads)
         torch.manual_seed(self.recipe.seed)
         random.seed(self.recipe.seed)
-        self.device = self.hooks.device or resolve_device(self.cfg.device)
         self.data = self.prepare_data()
         tok = self.data.tokenizer
         self.model = Seq2Seq.from_config(self.recipe.model, tok.source_vocab_size, tok.target_vocab_size).to(
@@ -326,7 +332,9 @@ class Trainer:
         load_model_state(self.model, state["model"], self.run.last)
         self.optimizer.load_state_dict(state["optimizer"])
         self.schedule.load_state_dict(state["schedule"])
-        self.scaler.load_state_dict(state["scaler"])
+        load_scaler_state(self.scaler, state.get("scaler") or {})
+        if "window" in state:  # checkpoints from before the window was saved start an empty one
+            self.window.load_state_dict(state["window"])
         self.progress = Progress(**state["progress"])
         if self.progress.finished and not self._should_stop():
             # A finished run resumed with a larger budget (e.g. train.max_steps) continues.
@@ -348,7 +356,7 @@ class Trainer:
     def _loop(self) -> dict[str, Any]:
         p, cfg = self.progress, self.cfg
         last: dict[str, Any] = {}
-        window = _Window()
+        window = self.window
         bar = _progress_bar(cfg.max_steps or None, p.step, self.hooks.is_main)
         while not p.finished:
             batches = self.sampler.plan(p.epoch)
@@ -512,6 +520,7 @@ class Trainer:
                 "optimizer": self.optimizer.state_dict(),
                 "schedule": self.schedule.state_dict(),
                 "scaler": self.scaler.state_dict(),
+                "window": self.window.state_dict(),
                 "progress": asdict(self.progress),
                 "rng": rng_state(),
             },
@@ -581,6 +590,27 @@ class _Window:
 
     def rate(self) -> float:
         return self.tokens / self.seconds if self.seconds else 0.0
+
+    def state_dict(self) -> dict[str, float]:
+        return {"loss_sum": self.loss_sum, "tokens": self.tokens, "seconds": self.seconds}
+
+    def load_state_dict(self, state: dict[str, float]) -> None:
+        self.loss_sum, self.tokens, self.seconds = (
+            float(state["loss_sum"]),
+            int(state["tokens"]),
+            float(state["seconds"]),
+        )
+
+
+def load_scaler_state(scaler: torch.amp.GradScaler, state: dict[str, Any]) -> None:
+    """Restore fp16 loss scaling. A run started with amp 'none' saved an empty state (a disabled
+    scaler's), which GradScaler.load_state_dict refuses: scaling then starts afresh."""
+    if not scaler.is_enabled():
+        return
+    if not state:
+        log.info("the checkpoint has no loss-scaling state (trained without amp 'fp16'); it starts afresh")
+        return
+    scaler.load_state_dict(state)
 
 
 class _StopOnSignal:

@@ -42,11 +42,12 @@ def _load_member(run_dir: Path, checkpoint: str) -> tuple[Recipe, SubwordTokeniz
     return recipe, tokenizer, model
 
 
-def resolve_device(name: str) -> torch.device:
+def resolve_device(name: str, setting: str = "train.device") -> torch.device:
+    """``auto``/``cpu``/``cuda`` → a device; ``setting`` names where the choice came from in errors."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("train.device: 'cuda' was requested but no CUDA device is available")
+        raise ConfigError(f"{setting}: 'cuda' was requested but no CUDA device is available")
     return torch.device(name)
 
 
@@ -66,7 +67,7 @@ class Translator:
     @classmethod
     def load(cls, run_dir: str | Path, checkpoint: str = "best", device: str = "auto") -> Translator:
         recipe, tokenizer, model = _load_member(Path(run_dir), checkpoint)
-        dev = resolve_device(device)
+        dev = resolve_device(device, "--device")
         return cls(recipe, tokenizer, model.to(dev).eval(), dev)
 
     @classmethod
@@ -82,7 +83,7 @@ class Translator:
         for (run, _), (_, other, _) in zip(members[1:], loaded[1:], strict=True):
             if not tokenizer.same_vocabulary(other):
                 raise CheckpointError(f"{run} uses another vocabulary than {members[0][0]}; cannot ensemble them")
-        dev = resolve_device(device)
+        dev = resolve_device(device, "--device")
         return cls(recipe, tokenizer, Ensemble([m for _, _, m in loaded]).to(dev).eval(), dev)
 
     def translate(

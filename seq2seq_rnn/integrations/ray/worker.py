@@ -28,7 +28,7 @@ from seq2seq_rnn.train import Hooks, Trainer
 log = logging.getLogger("seq2seq_rnn.integrations.ray")
 
 STATE_FILES = ("metrics.jsonl", "train.log", "checkpoints/last.pt", "checkpoints/best.pt")
-# Test-only fault injection (see tests/test_ray_train.py): the last rank exits hard
+# Test-only fault injection (see tests/test_ray_integration.py): the last rank exits hard
 # before step K, once (the marker file remembers that it happened).
 CRASH_AT_STEP_ENV = "SEQ2SEQ_RNN_TEST_CRASH_AT_STEP"
 CRASH_MARKER_ENV = "SEQ2SEQ_RNN_TEST_CRASH_MARKER"
