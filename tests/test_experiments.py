@@ -87,6 +87,13 @@ def test_grid_runs_skips_finished_resumes_cut_and_reports(grid: Path, tmp_path: 
     assert (docs / "images" / "experiments_gradients.png").stat().st_size > 1000
     assert "| rnn | trained |" in page and "| lstm | initialised |" in page
 
+    tuned = experiments("tune-decoding", "--runs-dir", runs, "--grid", grid, "--only", "lstm_2l")
+    assert tuned.returncode == 0, tuned.stderr
+    found = json.loads((runs / "lstm_2l" / "decoding.json").read_text())
+    assert len(found["validation"]) == 1 + 3 * 3  # greedy once, then every beam × length penalty
+    assert found["chosen"]["val_bleu"] == max(row["val_bleu"] for row in found["validation"])
+    assert "nrefs:1" in found["test"]["bleu_signature"]
+
 
 def test_unknown_variant_is_refused(grid: Path) -> None:
     proc = experiments("list", "--grid", grid, "--only", "gru_9l")

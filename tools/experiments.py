@@ -2,6 +2,7 @@
 
     python tools/experiments.py run [--only NAME ...] [--runs-dir runs/experiments]
     python tools/experiments.py report            # table, BLEU curves, gradient figure
+    python tools/experiments.py tune-decoding --only lstm_2l   # beam / length penalty on validation
 
 ``recipes/experiments/grid.yaml`` names a base recipe, a fixed training budget and the
 variants (dotted overrides of the base). Each variant trains in RUNS_DIR/NAME through the
@@ -104,14 +105,9 @@ def git_commit() -> str:
 
 # ------------------------------------------------------------------ reading runs
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
-    """metrics.jsonl rows; a line cut off by a kill is skipped."""
-    rows = []
-    for line in (run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return rows
+    from seq2seq_rnn.rundir import RunDir  # the one reader of metrics.jsonl
+
+    return RunDir(run_dir).read_metrics()
 
 
 def summarise(run_dir: Path) -> dict[str, Any] | None:
@@ -140,10 +136,41 @@ def train_seconds(run_dir: Path) -> float:
     return float(state["progress"]["train_seconds"])
 
 
+# ------------------------------------------------------------------ decoding settings
+BEAMS = (1, 3, 5, 8)
+LENGTH_PENALTIES = (0.6, 1.0, 1.4)
+
+
+def tune_decoding(run_dir: Path) -> dict[str, Any]:
+    """Beam size and length penalty chosen on validation BLEU only, then scored once on test;
+    the whole table goes to RUN_DIR/decoding.json."""
+    from seq2seq_rnn.data.corpus import load_split
+    from seq2seq_rnn.metrics import score
+    from seq2seq_rnn.translator import Translator
+
+    translator = Translator.load(run_dir, "best", device="cpu")
+    data, ev = translator.recipe.data, translator.recipe.evaluate
+    val, test = load_split(data, "validation"), load_split(data, "test")
+    table = []
+    for beam in BEAMS:
+        for penalty in LENGTH_PENALTIES if beam > 1 else (1.0,):  # greedy ignores the penalty
+            hyps = translator.translate(val.sources, beam_size=beam, length_penalty=penalty)
+            scores = score(hyps, val.targets, ev.tokenize, ev.lowercase)
+            table.append({"beam_size": beam, "length_penalty": penalty, "val_bleu": round(scores.bleu, 2)})
+            print(f"  beam {beam} length penalty {penalty}: validation BLEU {scores.bleu:.2f}", flush=True)
+    best = max(table, key=lambda row: row["val_bleu"])
+    hyps = translator.translate(test.sources, beam_size=best["beam_size"], length_penalty=best["length_penalty"])
+    test_scores = score(hyps, test.targets, ev.tokenize, ev.lowercase)
+    result = {"validation": table, "chosen": best, "test": test_scores.as_dict()}
+    (run_dir / "decoding.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print(f"chosen on validation: {best}; test BLEU {test_scores.bleu:.2f} chrF {test_scores.chrf:.2f}")
+    return result
+
+
 # ------------------------------------------------------------------ entry point
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["run", "report", "list"])
+    parser.add_argument("command", choices=["run", "report", "list", "tune-decoding"])
     parser.add_argument("--grid", type=Path, default=GRID)
     parser.add_argument("--runs-dir", type=Path, default=ROOT / "runs" / "experiments")
     parser.add_argument("--only", nargs="+", metavar="NAME", help="these variants only (default: all, in order)")
@@ -160,6 +187,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "list":
         for name in names:
             print(name, " ".join(overrides(grid, name, args.extra)))
+    elif args.command == "tune-decoding":
+        for name in names:
+            tune_decoding(args.runs_dir / name)
     elif args.command == "run":
         for name in names:
             run_variant(grid, name, args.runs_dir, args.extra)

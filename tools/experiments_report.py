@@ -10,6 +10,7 @@ distance L − 1 − t.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -165,6 +166,32 @@ def gradient_table(curves: dict[str, dict[str, list[float]]]) -> list[str]:
     return lines
 
 
+def decoding_table(runs_dir: Path, names: list[str]) -> list[str]:
+    """Beam size and length penalty chosen on validation (``tune-decoding``), where run."""
+    lines = []
+    for name in names:
+        path = runs_dir / name / "decoding.json"
+        if not path.is_file():
+            continue
+        found = json.loads(path.read_text(encoding="utf-8"))
+        tried = ", ".join(
+            f"b{r['beam_size']}/lp{r['length_penalty']}: {r['val_bleu']:.2f}" for r in found["validation"]
+        )
+        chosen = found["chosen"]
+        lines.append(
+            f"| `{name}` | beam {chosen['beam_size']}, length penalty {chosen['length_penalty']} "
+            f"| {chosen['val_bleu']:.2f} | **{found['test']['bleu']:.2f}** / {found['test']['chrf']:.2f} | {tried} |"
+        )
+    if not lines:
+        return []
+    return [
+        "| run | chosen on validation | val BLEU | test BLEU / chrF | every setting tried (val BLEU) |",
+        "|---|---|---|---|---|",
+        *lines,
+        "",
+    ]
+
+
 def write_report(
     grid: dict[str, Any],
     names: list[str],
@@ -195,6 +222,7 @@ def write_report(
         "",
         "![validation BLEU curves](images/experiments_val_bleu.png)",
         "",
+        *decoding_table(runs_dir, names),
         *(
             gradient_table(curves) + ["", "![gradient per input position](images/experiments_gradients.png)"]
             if curves
