@@ -61,14 +61,14 @@ class Ensemble(nn.Module):
         return tuple(memories), tuple(states)
 
     def decode_step(
-        self, prev: Tensor, state: tuple[Tensor, ...], memory: tuple[Tensor, ...]
+        self, prev: Tensor, state: tuple[Tensor, ...], memory: tuple[Tensor, ...], rows: Tensor | None = None
     ) -> tuple[Tensor, tuple[Tensor, ...], Tensor | None]:
-        """Log of the mean member probability (N, V): log_softmax leaves it unchanged."""
+        """Log of the mean member probability (N, V), or (R, V) for ``rows``: log_softmax leaves it unchanged."""
         log_probs, new_state, attention, start = [], [], None, 0
         for i, (model, size) in enumerate(zip(self.members, self._state_sizes, strict=True)):
             width = len(Memory._fields)
             mem = Memory(*memory[width * i : width * (i + 1)])
-            logits, s, attn = model.decode_step(prev, state[start : start + size], mem)
+            logits, s, attn = model.decode_step(prev, state[start : start + size], mem, rows)
             log_probs.append(torch.log_softmax(logits.float(), dim=-1))
             new_state.extend(s)
             attention = attn if attention is None else attention

@@ -54,10 +54,10 @@ class Seq2Seq(nn.Module):
         self.decoder.fused = fused
 
     def decode_step(
-        self, prev: Tensor, state: tuple[Tensor, ...], memory: Memory
+        self, prev: Tensor, state: tuple[Tensor, ...], memory: Memory, rows: Tensor | None = None
     ) -> tuple[Tensor, tuple[Tensor, ...], Tensor | None]:
-        """prev (N,) → logits (N, V), new state, attention (N, S)."""
-        return self.decoder.step(prev, state, memory)
+        """prev (N,) → logits (N, V) (only ``rows`` (R,) when given: (R, V)), new state, attention (N, S)."""
+        return self.decoder.step(prev, state, memory, rows)
 
 
 def check_model_config(cfg: ModelConfig) -> None:

@@ -40,13 +40,13 @@ from seq2seq_rnn.data.cache import cache_root
 from seq2seq_rnn.data.corpus import ParallelCorpus, SplitTable, load_split_table
 from seq2seq_rnn.data.tokenizer import PAD_ID, SubwordTokenizer
 from seq2seq_rnn.data.tokens import TokenizedSplit, tokenize_split
+from seq2seq_rnn.decoding import resolve_device, settings, translate_corpus
 from seq2seq_rnn.errors import ConfigError, TrainingError, TrainingInterrupted
 from seq2seq_rnn.metrics import Scores, score
 from seq2seq_rnn.model import Seq2Seq
 from seq2seq_rnn.progress import on_terminal
 from seq2seq_rnn.registry import import_modules
 from seq2seq_rnn.rundir import RunDir, read_metrics
-from seq2seq_rnn.translator import Translator, resolve_device
 
 log = logging.getLogger("seq2seq_rnn.train")
 
@@ -459,8 +459,9 @@ class Trainer:
                 logits = self.model(batch.src, batch.src_lengths, batch.tgt_in)
                 l_sum, n = token_loss(logits, batch.tgt_out, 0.0)
                 loss, tokens = loss + float(l_sum), tokens + int(n)
-        translator = Translator(self.recipe, d.tokenizer, self.model, self.device)
-        hyps = translator.translate(d.validation.sources, beam_size=beam_size or self.cfg.validation_beam_size)
+        decode = settings(self.recipe.decode, beam_size=beam_size or self.cfg.validation_beam_size)
+        max_source = 2 * self.recipe.data.max_length  # the cut Translator makes
+        hyps = translate_corpus(self.model, d.tokenizer, d.validation.sources, decode, self.device, max_source)
         ev = self.recipe.evaluate
         return loss / max(tokens, 1), score(hyps, d.validation.targets, ev.tokenize, ev.lowercase)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -11,15 +10,14 @@ import torch
 
 from seq2seq_rnn.checkpoint import load_checkpoint, load_model_state
 from seq2seq_rnn.config import Recipe
-from seq2seq_rnn.data.batching import collate, sentence_batches
-from seq2seq_rnn.data.tokenizer import BOS_ID, EOS_ID, SubwordTokenizer
+from seq2seq_rnn.data.tokenizer import SubwordTokenizer
+from seq2seq_rnn.decoding import decode_ids, encode_sources, resolve_device, settings, translate_corpus
 from seq2seq_rnn.errors import CheckpointError, ConfigError
 from seq2seq_rnn.model import Seq2Seq
-from seq2seq_rnn.progress import progress
 from seq2seq_rnn.rundir import RunDir
-from seq2seq_rnn.search import Hypothesis, beam_search, greedy_search, max_lengths
+from seq2seq_rnn.search import Hypothesis
 
-log = logging.getLogger(__name__)
+__all__ = ["Alignment", "Translator", "resolve_device"]
 
 
 class Alignment(NamedTuple):
@@ -40,15 +38,6 @@ def _load_member(run_dir: Path, checkpoint: str) -> tuple[Recipe, SubwordTokeniz
     path = run.checkpoint(checkpoint)
     load_model_state(model, load_checkpoint(path)["model"], path)
     return recipe, tokenizer, model
-
-
-def resolve_device(name: str, setting: str = "train.device") -> torch.device:
-    """``auto``/``cpu``/``cuda`` → a device; ``setting`` names where the choice came from in errors."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"{setting}: 'cuda' was requested but no CUDA device is available")
-    return torch.device(name)
 
 
 class Translator:
@@ -94,8 +83,8 @@ class Translator:
         length_penalty: float | None = None,
     ) -> list[str]:
         """Detokenized translations, in input order; an empty line gives an empty line."""
-        nbest = self.translate_nbest(sentences, beam_size, batch_size, length_penalty, nbest=1)
-        return self.tokenizer.decode_target([hyps[0].tokens if hyps else [] for hyps in nbest])
+        decode = settings(self.recipe.decode, beam_size, batch_size, length_penalty)
+        return translate_corpus(self.model, self.tokenizer, sentences, decode, self.device, self.max_source_length)
 
     def translate_nbest(
         self,
@@ -110,37 +99,9 @@ class Translator:
 
         ``attention=True`` fills each hypothesis's ``attention`` (T, S) for attentional models.
         """
-        dec = self.recipe.decode
-        beam = beam_size or dec.beam_size
-        alpha = dec.length_penalty if length_penalty is None else length_penalty
+        decode = settings(self.recipe.decode, beam_size, batch_size, length_penalty)
         ids = self._encode(sentences)
-        results: list[list[Hypothesis]] = [[] for _ in sentences]
-        todo = [i for i, seq in enumerate(ids) if seq]
-        self.model.eval()
-        chunks = sentence_batches([len(ids[i]) for i in todo], batch_size or dec.batch_size)
-        for chunk in progress(chunks, len(chunks), "translating", unit="batch"):
-            index = [todo[j] for j in chunk]
-            batch = collate([ids[i] for i in index], None).to(self.device)
-            caps = max_lengths(batch.src_lengths, dec.max_length_ratio, dec.max_length_offset)
-            if beam == 1 and nbest == 1:
-                found = greedy_search(self.model, batch.src, batch.src_lengths, caps, BOS_ID, EOS_ID, attention)
-                hyps = [[h] for h in found]
-            else:
-                hyps = beam_search(
-                    self.model,
-                    batch.src,
-                    batch.src_lengths,
-                    caps,
-                    BOS_ID,
-                    EOS_ID,
-                    beam,
-                    alpha,
-                    min(nbest, beam),
-                    attention,
-                )
-            for i, h in zip(index, hyps, strict=True):
-                results[i] = h
-        return results
+        return decode_ids(self.model, ids, decode, self.device, nbest=nbest, attention=attention)
 
     @property
     def has_attention(self) -> bool:
@@ -175,8 +136,4 @@ class Translator:
         return out
 
     def _encode(self, sentences: Sequence[str]) -> list[list[int]]:
-        ids = self.tokenizer.encode_source([s.strip() for s in sentences])
-        cut = sum(len(seq) > self.max_source_length for seq in ids)
-        if cut:
-            log.warning("%d source sentence(s) cut to %d subwords", cut, self.max_source_length)
-        return [seq[: self.max_source_length] for seq in ids]
+        return encode_sources(self.tokenizer, sentences, self.max_source_length)

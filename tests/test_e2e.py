@@ -129,8 +129,10 @@ def test_translator_api_and_beam_equals_greedy(learned_run: Path) -> None:
     ids = translator.tokenizer.encode_source(src)
     batch = collate(ids)
     caps = max_lengths(batch.src_lengths, 2.0, 10)
-    g = greedy_search(translator.model, batch.src, batch.src_lengths, caps, BOS_ID, EOS_ID)
-    b = beam_search(translator.model, batch.src, batch.src_lengths, caps, BOS_ID, EOS_ID, beam_size=1, alpha=0.0)
+    g = greedy_search(translator.model, batch.src, batch.src_lengths, caps=caps, bos=BOS_ID, eos=EOS_ID)
+    b = beam_search(
+        translator.model, batch.src, batch.src_lengths, caps=caps, bos=BOS_ID, eos=EOS_ID, beam_size=1, alpha=0.0
+    )
     assert [h.tokens for h in g] == [hs[0].tokens for hs in b]
     assert len(greedy) == len(beam1) == 20
     assert sum(g == t for g, t in zip(greedy, tgt, strict=True)) >= 14  # most sentences exactly right

@@ -49,13 +49,13 @@ def test_average_refuses_different_models() -> None:
 def test_ensemble_of_one_equals_the_model() -> None:
     m = model(4)
     src, lengths, caps = batch()
-    single = beam_search(m, src, lengths, caps, 2, 3, beam_size=3, nbest=3)
-    ens = beam_search(Ensemble([m]), src, lengths, caps, 2, 3, beam_size=3, nbest=3)
+    single = beam_search(m, src, lengths, caps=caps, bos=2, eos=3, beam_size=3, nbest=3)
+    ens = beam_search(Ensemble([m]), src, lengths, caps=caps, bos=2, eos=3, beam_size=3, nbest=3)
     for a, b in zip(single, ens, strict=True):
         assert [h.tokens for h in a] == [h.tokens for h in b]
         assert [h.score for h in a] == pytest.approx([h.score for h in b], abs=1e-5)
-    assert [h.tokens for h in greedy_search(m, src, lengths, caps, 2, 3)] == [
-        h.tokens for h in greedy_search(Ensemble([m]), src, lengths, caps, 2, 3)
+    assert [h.tokens for h in greedy_search(m, src, lengths, caps=caps, bos=2, eos=3)] == [
+        h.tokens for h in greedy_search(Ensemble([m]), src, lengths, caps=caps, bos=2, eos=3)
     ]
 
 

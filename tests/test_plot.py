@@ -89,8 +89,8 @@ def _batch(translator: Translator) -> tuple[torch.Tensor, torch.Tensor, torch.Te
 def test_greedy_attention_rows_are_distributions_over_the_real_source(tiny_run: Path) -> None:
     translator = Translator.load(tiny_run)
     src, lengths, caps = _batch(translator)
-    with_att = greedy_search(translator.model, src, lengths, caps, BOS_ID, EOS_ID, attention=True)
-    without = greedy_search(translator.model, src, lengths, caps, BOS_ID, EOS_ID)
+    with_att = greedy_search(translator.model, src, lengths, caps=caps, bos=BOS_ID, eos=EOS_ID, attention=True)
+    without = greedy_search(translator.model, src, lengths, caps=caps, bos=BOS_ID, eos=EOS_ID)
     assert [h.tokens for h in with_att] == [h.tokens for h in without]
     assert all(h.attention is None for h in without)
     for hyp, n in zip(with_att, lengths.tolist(), strict=True):
@@ -104,13 +104,15 @@ def test_beam_attention_follows_its_hypothesis(tiny_run: Path) -> None:
     translator = Translator.load(tiny_run)
     src, lengths, caps = _batch(translator)
     model = translator.model
-    greedy = greedy_search(model, src, lengths, caps, BOS_ID, EOS_ID, attention=True)
-    beam1 = beam_search(model, src, lengths, caps, BOS_ID, EOS_ID, 1, 0.0, attention=True)
+    greedy = greedy_search(model, src, lengths, caps=caps, bos=BOS_ID, eos=EOS_ID, attention=True)
+    beam1 = beam_search(model, src, lengths, caps=caps, bos=BOS_ID, eos=EOS_ID, beam_size=1, alpha=0.0, attention=True)
     for g, b in zip(greedy, beam1, strict=True):  # beam 1 = greedy, weights included
         assert g.tokens == b[0].tokens
         torch.testing.assert_close(g.attention, b[0].attention)
-    beam3 = beam_search(model, src, lengths, caps, BOS_ID, EOS_ID, 3, 1.0, nbest=3, attention=True)
-    plain3 = beam_search(model, src, lengths, caps, BOS_ID, EOS_ID, 3, 1.0, nbest=3)
+    beam3 = beam_search(
+        model, src, lengths, caps=caps, bos=BOS_ID, eos=EOS_ID, beam_size=3, alpha=1.0, nbest=3, attention=True
+    )
+    plain3 = beam_search(model, src, lengths, caps=caps, bos=BOS_ID, eos=EOS_ID, beam_size=3, alpha=1.0, nbest=3)
     assert [[h.tokens for h in hs] for hs in beam3] == [[h.tokens for h in hs] for hs in plain3]
     # each hypothesis's weights are those of teacher-forcing its own tokens, one sentence at a time
     for b, hyps in enumerate(beam3):

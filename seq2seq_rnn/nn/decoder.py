@@ -133,13 +133,16 @@ class Decoder(nn.Module):
         )
 
     def step(
-        self, prev: Tensor, flat: tuple[Tensor, ...], mem: Memory
+        self, prev: Tensor, flat: tuple[Tensor, ...], mem: Memory, rows: Tensor | None = None
     ) -> tuple[Tensor, tuple[Tensor, ...], Tensor | None]:
-        """One step: prev tokens (B,) → logits (B, V), new flat state, attention (B, S)."""
-        return self._step(prev, flat, mem, _Masks(None, [None] * len(self.cells), None))
+        """One step: prev tokens (B,) → logits (B, V), new flat state, attention (B, S).
+
+        ``rows`` (R,): compute logits only for these rows, (R, V) (search skips finished hypotheses).
+        """
+        return self._step(prev, flat, mem, _Masks(None, [None] * len(self.cells), None), rows)
 
     def _step(
-        self, prev: Tensor, flat: tuple[Tensor, ...], mem: Memory, masks: _Masks
+        self, prev: Tensor, flat: tuple[Tensor, ...], mem: Memory, masks: _Masks, rows: Tensor | None = None
     ) -> tuple[Tensor, tuple[Tensor, ...], Tensor | None]:
         states, feed = self._split(flat)
         x = self.embedding_dropout(self.embed(prev), masks.embedding)  # (B, E)
@@ -148,7 +151,8 @@ class Decoder(nn.Module):
         top, states = self._layer_step(x, states, masks.layers)
         att, weights = self._attend(top.unsqueeze(1), mem)
         att = att.squeeze(1)  # (B, H)
-        logits = self.output(self.output_dropout(att, masks.output))
+        out = self.output_dropout(att, masks.output)
+        logits = self.output(out if rows is None else out.index_select(0, rows))
         feed_out = (att,) if self.input_feeding else ()
         return logits, flatten_states(states) + feed_out, (weights.squeeze(1) if weights is not None else None)
 
