@@ -36,7 +36,7 @@ from seq2seq_rnn.checkpoint import (
 )
 from seq2seq_rnn.config import Recipe, SchedulerConfig
 from seq2seq_rnn.data.batching import Batch, TokenBatchSampler, sentence_batches
-from seq2seq_rnn.data.cache import cache_root
+from seq2seq_rnn.data.cache import cache_root, cached, digest
 from seq2seq_rnn.data.corpus import ParallelCorpus, SplitTable, load_split_table
 from seq2seq_rnn.data.tokenizer import PAD_ID, SubwordTokenizer
 from seq2seq_rnn.data.tokens import TokenizedSplit, tokenize_split
@@ -288,23 +288,34 @@ class Trainer:
         return Data(tok, train_ids, rows, validation.to_corpus(), tokenize_split(validation, tok, self.cache_dir))
 
     def _train_tokenizer(self, train: SplitTable) -> SubwordTokenizer:
-        """Train on a seeded sample of at most ``tokenizer.sample_sentences`` sentences per model."""
+        """Train on a seeded sample of at most ``tokenizer.sample_sentences`` sentences per model.
+
+        The model is kept in the data cache under (training split, tokenizer section, seed), so
+        Tune trials and new runs with the same data and settings copy it instead of training again.
+        """
         cfg = self.recipe.tokenizer
-        pairs = cfg.sample_sentences // 2 if cfg.joint else cfg.sample_sentences
+        pairs = max(cfg.sample_sentences // 2 if cfg.joint else cfg.sample_sentences, 1)
         rows = None
-        if len(train) > max(pairs, 1):
-            rng = np.random.default_rng(self.recipe.seed)
-            rows = np.sort(rng.choice(len(train), size=max(pairs, 1), replace=False))
-            log.info(
-                "tokenizer: trained on %d of %d training pairs (tokenizer.sample_sentences)", len(rows), len(train)
-            )
-        return SubwordTokenizer.train(
-            cfg,
-            train.iter_column("source", rows),
-            train.iter_column("target", rows),
-            self.run.tokenizer,
-            self.recipe.seed,
-        )
+        if len(train) > pairs:
+            rows = np.sort(np.random.default_rng(self.recipe.seed).choice(len(train), size=pairs, replace=False))
+
+        def build(folder: Path) -> dict[str, Any]:
+            if rows is not None:
+                log.info(
+                    "tokenizer: training on %d of %d training pairs (tokenizer.sample_sentences)", pairs, len(train)
+                )
+            source, target = train.iter_column("source", rows), train.iter_column("target", rows)
+            SubwordTokenizer.train(cfg, source, target, folder, self.recipe.seed)
+            return {"files": sorted(f.name for f in folder.iterdir())}
+
+        entry = self.cache_dir / "tokenizers" / digest("tokenizer", train.key, cfg.model_dump(), self.recipe.seed)
+        meta, hit = cached(entry, build)
+        if hit:
+            log.info("tokenizer: the same data and settings trained one before; copied from %s", entry)
+        self.run.tokenizer.mkdir(parents=True, exist_ok=True)
+        for name in meta["files"]:
+            shutil.copyfile(entry / name, self.run.tokenizer / name)
+        return SubwordTokenizer.load(self.run.tokenizer)
 
     def _write_data_counts(self, train: int, kept: int, dropped: int, validation: int) -> None:
         """RUN_DIR/data.json: the counts the model card reports (read back, never parsed from the log)."""
@@ -465,9 +476,27 @@ class Trainer:
         ev = self.recipe.evaluate
         return loss / max(tokens, 1), score(hyps, d.validation.targets, ev.tokenize, ev.lowercase)
 
+    def _shared_validation(self) -> tuple[float, Scores]:
+        """:meth:`validation_scores` computed once, on rank 0, and shared with every rank.
+
+        The other ranks wait in the all-reduce (rank 0's values plus their zeros) and so
+        take the same best-checkpoint, learning-rate and early-stopping decisions.
+        """
+        if self.hooks.world_size == 1:
+            return self.validation_scores()
+        values = [0.0] * 4
+        if self.hooks.is_main:
+            val_loss, scores = self.validation_scores()
+            values = [val_loss, scores.bleu, scores.chrf, scores.n]
+        shared = self.hooks.all_reduce_sum(torch.tensor(values, dtype=torch.float64, device=self.device)).cpu()
+        if self.hooks.is_main:
+            return val_loss, scores
+        loss, bleu, chrf, n = shared.tolist()
+        return loss, Scores(bleu=bleu, chrf=chrf, bleu_signature="", chrf_signature="", n=int(n))
+
     def _validate_and_checkpoint(self) -> dict[str, Any]:
         p = self.progress
-        val_loss, scores = self.validation_scores()
+        val_loss, scores = self._shared_validation()
         improved = scores.bleu > p.best_bleu
         if improved:
             p.best_bleu, p.best_step, p.bad_validations = scores.bleu, p.step, 0
@@ -539,12 +568,18 @@ class Trainer:
 
     def _log_train(self, window: _Window) -> None:
         p = self.progress
+        run = window
+        if self.hooks.world_size > 1:  # every rank logs at the same steps: sum the windows over ranks
+            summed = torch.tensor([window.loss_sum, window.tokens, window.seconds], dtype=torch.float64)
+            loss_sum, tokens, seconds = self.hooks.all_reduce_sum(summed.to(self.device)).tolist()
+            # tokens of all ranks over the ranks' mean time: the run's throughput
+            run = _Window(loss_sum, int(tokens), seconds / self.hooks.world_size)
         metrics = {
             "step": p.step,
             "epoch": p.epoch,
-            "loss": round(window.loss(), 5),
+            "loss": round(run.loss(), 5),
             "lr": self.schedule.lr(p.step),
-            "tokens_per_sec": round(window.rate(), 1),
+            "tokens_per_sec": round(run.rate(), 1),
             "nonfinite_steps": p.nonfinite_steps,
         }
         self._append_metrics(metrics)
@@ -575,8 +610,8 @@ def _to_device(batch: Batch, device: torch.device) -> Batch:
 class _Window:
     """Loss and speed since the last log line."""
 
-    def __init__(self) -> None:
-        self.reset()
+    def __init__(self, loss_sum: float = 0.0, tokens: int = 0, seconds: float = 0.0) -> None:
+        self.loss_sum, self.tokens, self.seconds = loss_sum, tokens, seconds
 
     def reset(self) -> None:
         self.loss_sum, self.tokens, self.seconds = 0.0, 0, 0.0

@@ -79,7 +79,7 @@ def _val_losses(run: Path) -> dict[int, float]:
 
 @pytest.mark.ray
 @pytest.mark.slow  # ~90 s here: cluster start, one 1-process and one 2-worker run
-def test_two_workers_match_one_process_with_the_same_global_batch(ray_cluster, tmp_path: Path) -> None:
+def test_two_workers_match_one_process_with_the_same_global_batch(ray_cluster, tmp_path: Path, monkeypatch) -> None:
     import torch
 
     from seq2seq_rnn.integrations.ray import train_distributed
@@ -90,7 +90,16 @@ def test_two_workers_match_one_process_with_the_same_global_batch(ray_cluster, t
     one = tmp_path / "one"
     Trainer(_recipe(*steps, "train.batch_tokens=1600"), one).fit()
     two = tmp_path / "two"
+    monkeypatch.setenv("SEQ2SEQ_RNN_CACHE", str(tmp_path / "cache"))  # the driver's cache, passed to the workers
     metrics = train_distributed(_recipe(*steps, "train.batch_tokens=800"), two, workers=2)
+
+    # The driver read and tokenized the corpus once; the workers opened its cache (rank 0's log says so).
+    log = (two / "train.log").read_text()
+    assert "train: subword ids of 600 pairs read from the cache" in log and "tokenizing" not in log, log
+    assert len(list((tmp_path / "cache" / "tokens").glob("*/meta.json"))) == 2  # train + validation, no more
+    assert "RESUME" not in log and "LOAD_GLOBAL" not in log  # no bytecode dump from the data path
+    train_lines = [json.loads(x) for x in (two / "metrics.jsonl").read_text().splitlines() if '"loss"' in x]
+    assert train_lines and all(m["tokens_per_sec"] > 0 for m in train_lines)  # summed over both ranks
 
     # The run directory is a normal one: the same files, and translate/evaluate read it.
     for name in ("recipe.yaml", "metrics.jsonl", "checkpoints/last.pt", "checkpoints/best.pt"):

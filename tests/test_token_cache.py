@@ -85,5 +85,50 @@ def test_tokenizer_trains_on_a_seeded_bounded_sample(tmp_path, caplog):
         with caplog.at_level(logging.INFO, logger="seq2seq_rnn"):
             trainer.prepare()
         sizes.append(trainer.data.tokenizer.fingerprint)
-    assert "tokenizer: trained on 100 of 300 training pairs" in caplog.text
+    assert "tokenizer: training on 100 of 300 training pairs" in caplog.text
     assert sizes[0] == sizes[1]  # same seed, same sample, same model
+    assert "copied from" in caplog.text  # the second run (a Tune trial, say) did not train it again
+
+
+def test_each_rank_reads_only_its_own_disjoint_share(tmp_path):
+    """Two ranks (no Ray needed: the share depends only on rank, world size, seed and epoch)."""
+    rows_read = []
+    for rank in range(2):
+        trainer = Trainer(recipe(), tmp_path / f"rank{rank}", hooks=Hooks(rank=rank, world_size=2), cache_dir=tmp_path)
+        trainer.prepare()
+        read: list[int] = []
+        batch_of = trainer.data.train.batch
+        trainer.data.train.batch = lambda rows, batch_of=batch_of, read=read: read.extend(rows) or batch_of(rows)
+        plan = trainer.sampler.plan(1)
+        for i in range(len(plan)):
+            trainer._load_batch(plan.batch(i))
+        rows_read.append(read)
+        kept = trainer.data.train_rows
+    assert len(rows_read[0]) == len(set(rows_read[0])) > 0
+    assert set(rows_read[0]).isdisjoint(rows_read[1])
+    assert set(rows_read[0]) | set(rows_read[1]) == set(kept.tolist())  # together: the whole corpus, once
+
+
+def test_preparing_data_prints_nothing(tmp_path, monkeypatch):
+    """Ray Train patches print() into its worker logs; datasets' hashing of in-memory tables used to
+    disassemble functions (dill.detect.nestedglobals → dis.dis under a captured stdout), which then
+    filled every worker's log with bytecode. The Arrow path hashes nothing and prints nothing."""
+    import builtins
+
+    printed: list[tuple[object, ...]] = []
+    monkeypatch.setattr(builtins, "print", lambda *args, **kwargs: printed.append(args))
+    Trainer(recipe(), tmp_path / "run", cache_dir=tmp_path / "cache").prepare()
+    assert printed == []
+
+
+def test_parallel_tokenization_equals_one_process(tmp_path):
+    from seq2seq_rnn.data import load_split_table, tokenize_split
+
+    trainer = Trainer(recipe(), tmp_path / "run", cache_dir=tmp_path / "a")
+    trainer.prepare()
+    table = load_split_table(trainer.recipe.data, "train", tmp_path / "b")
+    parallel = tokenize_split(table, trainer.data.tokenizer, tmp_path / "b", num_proc=2)
+    assert len(parallel.dataset.cache_files) == 2  # one Arrow file per process, read back in order
+    rows = np.arange(len(parallel))
+    assert parallel.ids(rows) == trainer.data.train.ids(rows)
+    assert np.array_equal(parallel.src_lengths, trainer.data.train.src_lengths)

@@ -3,7 +3,7 @@
 fused cells, decoding speed, and peak memory — as ratios measured in one run.
 
     python tools/bench.py [--recipe recipes/multi30k_de_en_lstm.yaml] [--run-dir runs/multi30k_de_en_lstm]
-                          [--json bench.json] [--only peak,train,cells,decode]
+                          [--json bench.json] [--only peak,train,cells,decode,data]
 
 Each benchmark runs in its own subprocess so its peak memory (max RSS, or CUDA
 max allocated) is its own. Not a test: nothing here asserts a time.
@@ -196,7 +196,23 @@ def bench_decode(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
-BENCHES = {"peak": bench_peak, "train": bench_train, "cells": bench_cells, "decode": bench_decode}
+def bench_data(args: argparse.Namespace) -> dict[str, Any]:
+    """Data preparation at 30k/300k/3M pairs: cold, warm (cache hit), 2 Ray workers (tools/bench_data.py)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import bench_data as data
+
+    sizes = [data.parse_size(s) for s in args.data_sizes.split(",") if s]
+    ray_sizes = [data.parse_size(s) for s in args.data_ray_sizes.split(",") if s]
+    return data.bench(sizes, Path(args.data_work), args.recipe, ray_sizes, args.threads or 2)
+
+
+BENCHES = {
+    "peak": bench_peak,
+    "train": bench_train,
+    "cells": bench_cells,
+    "decode": bench_decode,
+    "data": bench_data,
+}
 
 
 # ------------------------------------------------------------------ driver
@@ -241,6 +257,9 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=0, help="torch threads; 0 = torch's default")
     parser.add_argument("--cell-hidden", type=int, default=512)
     parser.add_argument("--single-sentences", type=int, default=100, help="sentences decoded one at a time")
+    parser.add_argument("--data-sizes", default="30k,300k,3M", help="--only data: corpus sizes in pairs")
+    parser.add_argument("--data-ray-sizes", default="30k,300k", help="--only data: sizes with a 2-worker Ray run")
+    parser.add_argument("--data-work", default=str(ROOT / "runs" / "bench-data"), help="--only data: scratch folder")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args, _ = parser.parse_known_args()
     if args.child:

@@ -1,8 +1,11 @@
 """Data-parallel training with Ray Train: the same Trainer loop on N workers (DDP).
 
 The driver prepares the run directory exactly as a single-process run does
-(recipe.yaml, tokenizer/), ships the tokenizer to every worker so that all
-ranks share one vocabulary, and runs ``TorchTrainer``. Rank 0 reports a
+(recipe.yaml, tokenizer/) and the data once, into the data cache (Arrow files
+of the splits and of their subword ids: ``Trainer.prepare_data``); it ships the
+tokenizer and the cache's location to every worker, so all ranks share one
+vocabulary and open the same memory-mapped files instead of reading and
+tokenizing the corpus again, and runs ``TorchTrainer``. Rank 0 reports a
 snapshot of its run directory as the Ray checkpoint at each validation; a
 restarted worker group (``scaling.max_failures``) or a resumed run starts from
 the latest one. At the end the driver copies the final snapshot into the run
@@ -54,14 +57,19 @@ def train_distributed(
         )
     run = RunDir(Path(run_dir).expanduser().resolve())
     Trainer(recipe, run.path, resume=resume).prepare_run_dir()  # same checks and recipe.yaml as one process
-    _prepare_tokenizer(recipe, run)
+    cache = prepare_shared_data(recipe, run.path)
     storage, name = _storage(recipe, run, resume)
     started = _connect(scaling.address)
     try:
         seed = ray.put(pack_run_dir(run.path, with_state=resume and run.has_training_state()))
         trainer = TorchTrainer(
             train_worker,
-            train_loop_config={"recipe": recipe.to_dict(), "seed_files": seed, "final_report": True},
+            train_loop_config={
+                "recipe": recipe.to_dict(),
+                "seed_files": seed,
+                "final_report": True,
+                "data_cache": str(cache),
+            },
             scaling_config=scaling_config(scaling.workers, scaling.cpus_per_worker, scaling.gpus_per_worker),
             run_config=ray.train.RunConfig(
                 name=name,
@@ -88,10 +96,15 @@ def train_distributed(
             ray.shutdown()
 
 
-def _prepare_tokenizer(recipe: Recipe, run: RunDir) -> None:
-    """Train (or keep) the tokenizer in the driver, once, by the single-process code path."""
-    if not any(run.tokenizer.glob("*.model")):
-        Trainer(recipe, run.path, resume=True).prepare_data()
+def prepare_shared_data(recipe: Recipe, run_dir: Path) -> Path:
+    """Train (or keep) the tokenizer in ``run_dir`` and fill the data cache, once, in the driver.
+
+    Returns the cache folder for the workers. The driver holds the corpus only as
+    memory-mapped Arrow files; on a warm cache this opens them and returns.
+    """
+    trainer = Trainer(recipe, run_dir, resume=True)
+    trainer.prepare_data()
+    return trainer.cache_dir
 
 
 def _storage(recipe: Recipe, run: RunDir, resume: bool) -> tuple[str, str]:

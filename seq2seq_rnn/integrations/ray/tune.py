@@ -29,11 +29,11 @@ from ray.tune.integration.ray_train import TuneReportCallback
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
 from seq2seq_rnn.config import Recipe, SearchDomain, SweepConfig, apply_overrides, validate_recipe
+from seq2seq_rnn.data.cache import cache_root
 from seq2seq_rnn.errors import ConfigError, Seq2SeqError
-from seq2seq_rnn.integrations.ray.train import scaling_config
+from seq2seq_rnn.integrations.ray.train import prepare_shared_data, scaling_config
 from seq2seq_rnn.integrations.ray.worker import pack_run_dir, run_worker, train_worker, tune_session
 from seq2seq_rnn.rundir import RunDir
-from seq2seq_rnn.train import Trainer
 
 log = logging.getLogger("seq2seq_rnn.integrations.ray")
 DRIVER_RESOURCE = "tune_driver"  # a custom resource that counts multi-worker trials' drivers
@@ -107,9 +107,9 @@ def _domain(domain: SearchDomain) -> Any:
 
 
 # ------------------------------------------------------------------ trials
-def _one_worker_trial(config: dict[str, Any], base: dict[str, Any]) -> None:
+def _one_worker_trial(config: dict[str, Any], base: dict[str, Any], data_cache: str) -> None:
     recipe = trial_recipe(base, config["params"])
-    run_worker({"recipe": recipe.to_dict(), "seed_files": None}, tune_session())
+    run_worker({"recipe": recipe.to_dict(), "seed_files": None, "data_cache": data_cache}, tune_session())
 
 
 def _multi_worker_trial(config: dict[str, Any], base: dict[str, Any], storage: str) -> None:
@@ -118,12 +118,17 @@ def _multi_worker_trial(config: dict[str, Any], base: dict[str, Any], storage: s
     res = sweep.resources
     recipe = trial_recipe(base, config["params"])
     with tempfile.TemporaryDirectory(prefix="seq2seq-rnn-trial-") as tmp:
-        Trainer(recipe, Path(tmp)).prepare_data()  # the tokenizer, once, for all ranks
+        cache = prepare_shared_data(recipe, Path(tmp))  # the tokenizer and token cache, once, for all ranks
         seed = ray.put(pack_run_dir(Path(tmp), with_state=False))
     trial_id = tune.get_context().get_trial_id()
     TorchTrainer(
         train_worker,
-        train_loop_config={"recipe": recipe.to_dict(), "seed_files": seed, "final_report": False},
+        train_loop_config={
+            "recipe": recipe.to_dict(),
+            "seed_files": seed,
+            "final_report": False,
+            "data_cache": str(cache),
+        },
         scaling_config=scaling_config(res.workers, res.cpus_per_worker, res.gpus_per_worker),
         run_config=ray.train.RunConfig(
             name=f"trial-{trial_id}",
@@ -137,7 +142,7 @@ def _multi_worker_trial(config: dict[str, Any], base: dict[str, Any], storage: s
 def _trainable(base: dict[str, Any], sweep: SweepConfig, storage: str) -> Any:
     res = sweep.resources
     if res.workers == 1:
-        fn = tune.with_parameters(_one_worker_trial, base=base)
+        fn = tune.with_parameters(_one_worker_trial, base=base, data_cache=str(cache_root()))
         return tune.with_resources(fn, {"cpu": res.cpus_per_worker, "gpu": res.gpus_per_worker})
     fn = tune.with_parameters(_multi_worker_trial, base=base, storage=f"{storage.rstrip('/')}/trial_runs")
     # The trial's own process only waits on its workers: it must not hold a CPU they need.

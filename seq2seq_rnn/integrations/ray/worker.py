@@ -137,6 +137,7 @@ def run_worker(config: dict[str, Any], session: Session) -> dict[str, Any]:
 
     ``config["seed_files"]``: an object ref to :func:`pack_run_dir` output (the driver's
     tokenizer, so every rank uses the same one, and its state when resuming), or None.
+    ``config["data_cache"]``: the data cache the driver filled (default: this node's).
     The latest Ray checkpoint, if any (a restarted worker group or a resumed run), wins.
     """
     _configure_logging(session.rank)
@@ -155,7 +156,8 @@ def run_worker(config: dict[str, Any], session: Session) -> dict[str, Any]:
             _report_snapshot(session, scratch, metrics, is_main=checkpoints is not None)
 
         hooks = Hooks(rank=session.rank, world_size=session.world_size, report=report, **session.hooks())
-        trainer = Trainer(recipe, scratch, resume=resume, hooks=hooks)
+        cache = config.get("data_cache")  # the driver's data cache: the corpus was read and tokenized there
+        trainer = Trainer(recipe, scratch, resume=resume, hooks=hooks, cache_dir=Path(cache) if cache else None)
         _inject_fault_for_tests(trainer)
         last = trainer.fit()
         if config.get("final_report"):  # the finished state (progress.finished, last log lines)

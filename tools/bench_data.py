@@ -1,0 +1,237 @@
+#!/usr/bin/env python
+"""The data benchmark behind ``tools/bench.py --only data``: preparation time and memory at scale.
+
+For each size (default 30k, 300k and 3M pairs) a deterministic synthetic corpus
+is resampled from the shipped Multi30k training pairs (rng seeded by the size)
+and the default recipe is pointed at it (validation: 200 shipped pairs, one
+training step). Each measurement runs in a fresh process so that its peak RSS
+(``ru_maxrss``) is its own:
+
+- ``cold``: an empty data cache and run directory → read, train the tokenizer,
+  tokenize, build the model, one training step. ``pairs_per_sec`` = pairs / prep time.
+- ``warm``: the same run resumed (``--resume``) with the cache from ``cold``.
+- ``ray2``: ``--workers 2`` on a local Ray cluster (warm cache), peak RSS of each
+  Ray Train worker (its ``VmHWM``) and of the driver.
+
+Run against another checkout (e.g. the code before a change) with
+``PYTHONPATH=/path/to/checkout``; ``code`` in the output says which was used.
+Not a test: nothing here asserts a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+MULTI30K = ROOT / "data" / "multi30k"
+
+
+def parse_size(text: str) -> int:
+    text = text.strip().lower()
+    scale = {"k": 1_000, "m": 1_000_000}.get(text[-1], 1)
+    return int(float(text.rstrip("km")) * scale)
+
+
+def make_corpus(n: int, folder: Path) -> tuple[Path, Path]:
+    """n pairs drawn with replacement from Multi30k train (seed n); written once, then reused."""
+    import numpy as np
+
+    folder.mkdir(parents=True, exist_ok=True)
+    src_path, tgt_path = folder / f"train{n}.de", folder / f"train{n}.en"
+    done = folder / f"train{n}.done"
+    if done.is_file():
+        return src_path, tgt_path
+    src = gzip.open(MULTI30K / "train.de.gz", "rt", encoding="utf-8").read().split("\n")[:-1]
+    tgt = gzip.open(MULTI30K / "train.en.gz", "rt", encoding="utf-8").read().split("\n")[:-1]
+    index = np.random.default_rng(n).integers(0, len(src), n)
+    for path, lines in ((src_path, src), (tgt_path, tgt)):
+        with path.open("w", encoding="utf-8") as out:
+            for start in range(0, n, 100_000):
+                out.write("".join(lines[i] + "\n" for i in index[start : start + 100_000]))
+    done.write_text("ok\n")
+    return src_path, tgt_path
+
+
+def overrides(src: Path, tgt: Path) -> list[str]:
+    return [
+        f"data.train={{source: '{src}', target: '{tgt}'}}",
+        "data.validation.limit=200",
+        "train.max_steps=1",
+        "train.validate_every=0",
+    ]
+
+
+# ------------------------------------------------------------------ phases (child processes)
+def phase_step(args: argparse.Namespace) -> dict[str, Any]:
+    """Prepare (cold or resumed) and take one training step; with the old or the new Trainer API."""
+    import torch
+
+    import seq2seq_rnn
+    from seq2seq_rnn.config import load_recipe
+    from seq2seq_rnn.train import Trainer
+
+    torch.set_num_threads(args.threads)
+    recipe = load_recipe(args.recipe, overrides(Path(args.src), Path(args.tgt)))
+    started = time.perf_counter()
+    trainer = Trainer(recipe, Path(args.run), resume=args.phase == "warm")
+    trainer.prepare()
+    prep = time.perf_counter() - started
+    if hasattr(trainer.sampler, "plan"):  # the Arrow data path
+        batch = trainer._load_batch(trainer.sampler.plan(0).batch(0))
+    else:  # before it: Python lists
+        batch = trainer._collate(trainer.sampler.batches(0)[0])
+    trainer._train_step(batch)
+    first_step = time.perf_counter() - started
+    if args.phase == "cold":
+        trainer._save_last()  # so that "warm" is a resume
+    return {
+        "code": str(Path(seq2seq_rnn.__file__).parent.parent),
+        "prep_seconds": round(prep, 2),
+        "to_first_step_seconds": round(first_step, 2),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        # the largest of its finished child processes (e.g. Dataset.map's num_proc workers)
+        "children_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024),
+    }
+
+
+def phase_ray(args: argparse.Namespace) -> dict[str, Any]:
+    """2 Ray Train workers, one step; every worker's peak RSS read from /proc (VmHWM) while it runs."""
+    import ray
+
+    from seq2seq_rnn.config import load_recipe
+    from seq2seq_rnn.integrations.ray import train_distributed
+
+    recipe = load_recipe(args.recipe, [*overrides(Path(args.src), Path(args.tgt)), "train.threads=1"])
+    ray.init(num_cpus=2, logging_level="ERROR", include_dashboard=False)
+    peaks: dict[int, int] = {}
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            for pid, title in _processes():
+                if "RayTrainWorker" in title and _descends_from(pid, os.getpid()):  # this cluster's workers
+                    peaks[pid] = max(peaks.get(pid, 0), _vmhwm_kb(pid))
+            time.sleep(0.2)
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    started = time.perf_counter()
+    try:
+        train_distributed(recipe, Path(args.run), workers=2)
+    finally:
+        stop.set()
+        thread.join()
+        ray.shutdown()
+    return {
+        "seconds": round(time.perf_counter() - started, 1),
+        # the two training workers: the largest Ray Train worker processes (Ray may start spare ones)
+        "worker_peak_rss_mb": sorted(round(kb / 1024) for kb in peaks.values())[-2:],
+        "driver_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+    }
+
+
+def _processes() -> list[tuple[int, str]]:
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                out.append((int(entry.name), (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()))
+            except OSError:
+                continue
+    return out
+
+
+def _descends_from(pid: int, ancestor: int) -> bool:
+    while pid > 1:
+        try:
+            pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            return False
+        if pid == ancestor:
+            return True
+    return False
+
+
+def _vmhwm_kb(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+# ------------------------------------------------------------------ driver
+def _child(phase: str, extra: list[str], env: dict[str, str]) -> dict[str, Any]:
+    proc = subprocess.run(
+        [sys.executable, __file__, "--phase", phase, *extra], capture_output=True, text=True, env=env, check=False
+    )
+    if proc.returncode != 0:
+        return {"error": proc.stderr.strip().splitlines()[-5:]}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def bench(sizes: list[int], work: Path, recipe: str, ray_sizes: list[int], threads: int) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    work = work.resolve()
+    for n in sizes:
+        src, tgt = make_corpus(n, work / "corpora")
+        cache, run = work / f"cache{n}", work / f"run{n}"
+        for folder in (cache, run, work / f"ray{n}"):
+            shutil.rmtree(folder, ignore_errors=True)
+        env = {**os.environ, "SEQ2SEQ_RNN_CACHE": str(cache), "OMP_NUM_THREADS": str(threads)}
+        common = ["--recipe", recipe, "--src", str(src), "--tgt", str(tgt), "--threads", str(threads)]
+        row = {"pairs": n}
+        cold = _child("cold", [*common, "--run", str(run)], env)
+        row["cold"] = cold
+        if "prep_seconds" in cold:
+            row["pairs_per_sec"] = round(n / cold["prep_seconds"])
+        row["warm"] = _child("warm", [*common, "--run", str(run)], env)
+        if n in ray_sizes:
+            row["ray2"] = _child("ray", [*common, "--run", str(work / f"ray{n}")], {**env, "RAY_AUTH_MODE": "disabled"})
+        results[f"{n}"] = row
+        print(json.dumps(row), flush=True)
+        shutil.rmtree(run, ignore_errors=True)
+        shutil.rmtree(work / f"ray{n}", ignore_errors=True)
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="30k,300k,3M")
+    parser.add_argument("--ray-sizes", default="30k,300k", help="sizes that also get the 2-worker Ray run")
+    parser.add_argument("--work", default=str(ROOT / "runs" / "bench-data"), help="corpora, caches and runs")
+    parser.add_argument("--recipe", default=str(ROOT / "recipes" / "multi30k_de_en_lstm.yaml"))
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--json", default="")
+    parser.add_argument("--phase", help=argparse.SUPPRESS)
+    parser.add_argument("--src", help=argparse.SUPPRESS)
+    parser.add_argument("--tgt", help=argparse.SUPPRESS)
+    parser.add_argument("--run", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.phase:
+        result = phase_ray(args) if args.phase == "ray" else phase_step(args)
+        print(json.dumps(result))
+        return 0
+    sizes = [parse_size(s) for s in args.sizes.split(",") if s]
+    ray_sizes = [parse_size(s) for s in args.ray_sizes.split(",") if s]
+    results = bench(sizes, Path(args.work), args.recipe, ray_sizes, args.threads)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
