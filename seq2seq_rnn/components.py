@@ -10,14 +10,6 @@ from typing import Any
 
 from seq2seq_rnn.registry import Registry
 
-
-def _validate_cell(name: str, obj: Any, origin: str) -> None:
-    # Imported lazily: the cell contract lives with torch code.
-    from seq2seq_rnn.cells.base import validate_cell_class
-
-    validate_cell_class(name, obj, origin)
-
-
 CELLS = Registry(
     kind="cell",
     group="seq2seq_rnn.cells",
@@ -26,7 +18,7 @@ CELLS = Registry(
         "lstm": "seq2seq_rnn.cells.builtin:LSTMCell",
         "gru": "seq2seq_rnn.cells.builtin:GRUCell",
     },
-    validator=_validate_cell,
+    validator="seq2seq_rnn.cells.base:validate_cell_class",  # by path: the cell contract lives with torch code
 )
 
 # "none" (no attention) is not a component: the decoder's attention is then None.

@@ -113,7 +113,8 @@ class Registry:
     """A name → component mapping with lazy built-ins and entry-point plugins.
 
     ``validator`` (optional) checks a loaded object against the component
-    contract and raises :class:`PluginError` naming the origin if it fails.
+    contract and raises :class:`PluginError` naming the origin if it fails;
+    given as a callable or, like the built-ins, as a lazily imported "module:attr".
     """
 
     def __init__(
@@ -121,7 +122,7 @@ class Registry:
         kind: str,
         group: str,
         builtins: dict[str, str],
-        validator: Callable[[str, Any, str], None] | None = None,
+        validator: Callable[[str, Any, str], None] | str | None = None,
     ) -> None:
         self.kind = kind
         self.group = group
@@ -195,8 +196,7 @@ class Registry:
                 f"cannot register {self.kind} {name!r} from {module}: the name is already taken by {taken}"
             )
         origin = f"register() in {module}"
-        if self.validator is not None:
-            self.validator(name, obj, origin)
+        self._validate(name, obj, origin)
         self._entries[name] = Entry(name, "", origin, obj)
         self._loaded[name] = obj
         return obj
@@ -226,6 +226,12 @@ class Registry:
             raise PluginError(entry.conflict)
         return entry
 
+    def _validate(self, name: str, obj: Any, origin: str) -> None:
+        if self.validator is None:
+            return
+        check = import_target(self.validator) if isinstance(self.validator, str) else self.validator
+        check(name, obj, origin)
+
     def unknown_message(self, name: object, path: str = "", also: list[str] | tuple[str, ...] = ()) -> str:
         """``also``: names valid beside the registered ones (e.g. attention 'none')."""
         where = f"{path}: " if path else ""
@@ -246,7 +252,7 @@ class Registry:
                 f"{self.kind} {name!r} from {entry.origin} could not be loaded from "
                 f"{entry.target!r}: {type(exc).__name__}: {exc}"
             ) from exc
-        if self.validator is not None and entry.origin != BUILTIN:
-            self.validator(name, obj, entry.origin)
+        if entry.origin != BUILTIN:
+            self._validate(name, obj, entry.origin)
         self._loaded[name] = obj
         return obj

@@ -8,6 +8,8 @@ import pytest
 
 from seq2seq_rnn.config import Recipe, load_recipe, parse_override
 from seq2seq_rnn.errors import ConfigError
+from seq2seq_rnn.nn.decoder import Decoder
+from seq2seq_rnn.nn.encoder import Encoder
 
 RECIPES = sorted(Path("recipes").glob("*.yaml"))
 
@@ -69,5 +71,15 @@ def test_defaults_live_on_the_fields() -> None:
         }
     }
     recipe = Recipe.model_validate(minimal)
-    assert recipe.train.optimizer.lr == Recipe.model_fields["train"].default_factory().optimizer.lr
-    assert recipe.model.encoder.cell == "lstm" and recipe.decode.beam_size == 5
+    # the documented defaults (README, docs/cli.md); changing one is a decision, not an accident
+    assert recipe.train.optimizer.lr == 1e-3 and recipe.decode.beam_size == 5
+    assert recipe.model.encoder.cell == "lstm" and recipe.model.attention.type == "bahdanau"
+    assert (recipe.train.validation_batch_size, recipe.max_source_length) == (64, 2 * recipe.data.max_length)
+    # modules built without a recipe take the same defaults from the config fields: no second copy in nn/
+    encoder = Encoder(vocab_size=10)
+    decoder = Decoder(vocab_size=10, memory_size=encoder.output_size)
+    enc, dec = recipe.model.encoder, recipe.model.decoder
+    assert encoder.embed.embedding_dim == enc.embedding_size and len(encoder.forward_cells) == enc.layers
+    assert encoder.output_size == 2 * enc.hidden_size and encoder.dropout.p == enc.dropout
+    assert decoder.hidden_size == dec.hidden_size and len(decoder.cells) == dec.layers
+    assert decoder.input_feeding is dec.input_feeding and decoder.output_dropout.p == dec.output_dropout

@@ -10,6 +10,8 @@ from seq2seq_rnn.ensemble import Ensemble, average_state_dicts
 from seq2seq_rnn.errors import CheckpointError
 from seq2seq_rnn.model import Seq2Seq
 from seq2seq_rnn.search import beam_search, greedy_search, max_lengths
+from seq2seq_rnn.translator import Translator
+from tests.helpers import run_cli
 
 CFG = ModelConfig.model_validate(
     {
@@ -71,6 +73,7 @@ def test_ensemble_averages_probabilities() -> None:
     torch.testing.assert_close(mixed.exp(), (pa + pb) / 2)
 
 
+@pytest.mark.slow  # trains its own run with kept checkpoints (~20 s on 2 cores)
 def test_cli_keeps_averages_and_ensembles_checkpoints(tmp_path, capsys) -> None:
     from seq2seq_rnn.checkpoint import load_checkpoint
     from seq2seq_rnn.cli import main
@@ -117,18 +120,13 @@ def test_cli_keeps_averages_and_ensembles_checkpoints(tmp_path, capsys) -> None:
     import json
 
     assert json.loads(single)["bleu"] == pytest.approx(json.loads(twice)["bleu"])
-    assert (
-        main(
-            [
-                "evaluate",
-                str(run),
-                "--split",
-                "validation",
-                "--checkpoint",
-                str(kept[0]),
-                "--checkpoint",
-                str(run / "checkpoints" / "averaged.pt"),
-            ]
-        )
-        == 0
-    )
+    # two different checkpoints of one run: the CLI decodes with both (an Ensemble of 2 members),
+    # exactly as the API does
+    members = [str(kept[0]), str(run / "checkpoints" / "averaged.pt")]
+    sources = ["Ein Hund läuft.", "Zwei Männer spielen Fußball.", "Eine Frau."]
+    api = Translator.load_ensemble([(run, c) for c in members], device="cpu")
+    assert isinstance(api.model, Ensemble) and len(api.model.members) == 2
+    args = ["translate", run, "--checkpoint", members[0], "--checkpoint", members[1], "--beam-size", "2"]
+    proc = run_cli(*args, "--device", "cpu", stdin="\n".join(sources).encode() + b"\n")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == api.translate(sources, beam_size=2)

@@ -22,6 +22,7 @@ from seq2seq_rnn.config import resolve_paths
 from tests.helpers import TINY
 
 Raw = dict[str, Any]
+PLUGIN_CELL = Path(__file__).parent / "data" / "malformed_plugin.py"
 
 
 @dataclass
@@ -162,6 +163,21 @@ CASES = [
         ["hub_name/hub_config are only used when data.format is 'hub'"],
         put("data.hub_name", "wmt"),
     ),
+    Case("unknown-evaluate-split", ["evaluate.split", "'validation' or 'test'"], put("evaluate.split", "dev")),
+    Case("range-workers", ["scaling.workers", "greater than or equal to 1"], put("scaling.workers", 0)),
+    Case("empty-sweep-space", ["sweep.space", "at least 1 item"], put("sweep", {"space": {}})),
+    Case(
+        "plugin-not-importable", ["plugins: cannot import 'no_such_cells_xyz'"], put("plugins", ["no_such_cells_xyz"])
+    ),
+    Case(
+        "typed-cell-option",
+        ["model.encoder.cell_options.eps: Input should be greater than 0", "(got -1)"],
+        both(
+            put("plugins", [str(PLUGIN_CELL)]),
+            put("model.encoder.cell", "test_malformed_layernorm"),
+            put("model.encoder.cell_options", {"eps": -1}),
+        ),
+    ),
     Case("fp16-on-cpu", ["amp 'fp16' needs a CUDA device"], both(put("train.amp", "fp16"), put("train.device", "cpu"))),
     Case("missing-data", ["data: Field required"], drop("data")),
     Case("missing-target-lang", ["data.target_lang: Field required"], drop("data.target_lang")),
@@ -203,9 +219,20 @@ def write_case(case: Case, folder: Path) -> Path:
     return path
 
 
-def test_there_are_at_least_30_cases():
-    assert len(CASES) >= 30
+SECTIONS = ["data", "tokenizer", "model", "train", "decode", "evaluate", "scaling", "sweep", "plugins"]
+
+
+def test_the_cases_are_distinct_effective_and_cover_every_section():
     assert len({c.id for c in CASES}) == len(CASES)
+    valid = tiny_raw()
+    for case in CASES:
+        assert case.expect, f"{case.id}: expects nothing"
+        if case.edit is not None:
+            raw = copy.deepcopy(valid)
+            replaced = case.edit(raw)
+            assert (raw if replaced is None else replaced) != valid, f"{case.id}: the edit changes nothing"
+    covered = {s for c in CASES for fragment in c.expect for s in SECTIONS if fragment.startswith((f"{s}.", f"{s}:"))}
+    assert covered == set(SECTIONS), f"no malformed case for {sorted(set(SECTIONS) - covered)}"
 
 
 def test_the_unmodified_recipe_is_valid(tmp_path):
