@@ -75,6 +75,9 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--format", default="torchscript", choices=["torchscript", "onnx"])
     export.add_argument("--output", type=Path, help="export folder (default: RUN_DIR/export-FORMAT)")
     export.add_argument("--checkpoint", default="best", help="best, last, or a checkpoint path (default: best)")
+    export.add_argument(
+        "--quantize", default="none", choices=["none", "int8"], help="int8: dynamic int8 weights (torchscript only)"
+    )
 
     average = sub.add_parser("average", help="average the weights of several checkpoints into one")
     average.add_argument("run_dir", type=Path)
@@ -111,6 +114,9 @@ def _run_args(parser: argparse.ArgumentParser) -> None:
         help="checkpoint to use (default: best); repeat with one RUN_DIR to ensemble its checkpoints",
     )
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument(
+        "--quantize", default="none", choices=["none", "int8"], help="int8: dynamic int8 weights on the CPU (faster)"
+    )
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -171,21 +177,25 @@ def _members(args: argparse.Namespace) -> list[tuple[Path, str]]:
 def _translator(args: argparse.Namespace) -> Translator:
     from seq2seq_rnn.translator import Translator
 
-    return Translator.load_ensemble(_members(args), args.device)
+    return Translator.load_ensemble(_members(args), args.device, args.quantize)
 
 
-def _report(members: list[tuple[Path, str]], split: str, beam: int | None, device: str, as_json: bool) -> None:
+def _report(
+    members: list[tuple[Path, str]], split: str, beam: int | None, device: str, as_json: bool, quantize: str = "none"
+) -> None:
     from seq2seq_rnn.evaluate import evaluate_split, record_scores
     from seq2seq_rnn.translator import Translator
 
-    translator = Translator.load_ensemble(members, device)
+    translator = Translator.load_ensemble(members, device, quantize)
     scores, _ = evaluate_split(translator, split, beam)
     beam = beam or translator.recipe.decode.beam_size
     what = members[0][1] if len(members) == 1 else f"ensemble of {len(members)}"
-    name = split if len(members) == 1 else f"{split}-ensemble"
+    name = (split if len(members) == 1 else f"{split}-ensemble") + ("" if quantize == "none" else f"-{quantize}")
     used = [{"run": str(r), "checkpoint": c} for r, c in members]
-    record_scores(members[0][0], name, scores, {"checkpoint": what, "members": used, "beam_size": beam})
-    _print_scores(f"{split} ({what} checkpoint, beam {beam})", scores, as_json)
+    provenance = {"checkpoint": what, "members": used, "beam_size": beam, "quantize": quantize}
+    record_scores(members[0][0], name, scores, provenance)
+    weights = "" if quantize == "none" else f", {quantize}"
+    _print_scores(f"{split} ({what} checkpoint, beam {beam}{weights})", scores, as_json)
 
 
 def _print_scores(title: str, scores: object, as_json: bool) -> None:
@@ -237,7 +247,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from seq2seq_rnn.export import export
 
     output = args.output or args.run_dir / f"export-{args.format}"
-    export(args.run_dir, output, args.format, args.checkpoint)
+    export(args.run_dir, output, args.format, args.checkpoint, args.quantize)
     print(f"exported to {output}; try: echo 'A sentence.' | python {output / 'translate.py'}")
     return 0
 
@@ -251,7 +261,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         from seq2seq_rnn.rundir import RunDir
 
         split = args.split or RunDir(args.run_dirs[0]).load_recipe().evaluate.split
-        _report(_members(args), split, args.beam_size, args.device, args.json)
+        _report(_members(args), split, args.beam_size, args.device, args.json, args.quantize)
         return 0
     translator = _translator(args)
     scores, _ = evaluate_files(translator, args.src, args.ref, args.beam_size)

@@ -84,16 +84,22 @@ def _check(reference: nn.Module, exported: Any, inputs: tuple[Tensor, ...], what
             )
 
 
-def export(run_dir: Path, output: Path, fmt: str = "torchscript", checkpoint: str = "best") -> Path:
+def export(
+    run_dir: Path, output: Path, fmt: str = "torchscript", checkpoint: str = "best", quantize: str = "none"
+) -> Path:
     """Write the export folder for ``run_dir``; returns ``output``.
 
     Everything is traced and checked in memory first: a model that cannot be exported,
-    or a missing onnxruntime, raises before the folder is created.
+    or a missing onnxruntime, raises before the folder is created. ``quantize='int8'``
+    exports the dynamically quantized model (TorchScript only: the ONNX exporter has
+    no dynamic int8 RNN; quantize an ONNX export with onnxruntime's own tools).
     """
     if fmt not in FORMATS:
         raise ConfigError(f"--format: unknown format {fmt!r}. Valid choices: {', '.join(FORMATS)}")
+    if quantize != "none" and fmt != "torchscript":
+        raise ConfigError(f"--quantize {quantize} works with --format torchscript only")
     onnxruntime = _require_onnx() if fmt == "onnx" else None
-    translator = Translator.load(run_dir, checkpoint, "cpu")
+    translator = Translator.load(run_dir, checkpoint, "cpu", quantize)
     model = translator.model.eval()
     encoder, step = SentenceEncoder(model).eval(), DecoderStep(model).eval()
     src, other = _examples(translator, 7), _examples(translator, 12)
@@ -124,7 +130,7 @@ def export(run_dir: Path, output: Path, fmt: str = "torchscript", checkpoint: st
         (output / name).write_bytes(data)
     for path in translator.tokenizer.files:
         shutil.copy2(path, output / path.name)
-    _write_config(translator, output, fmt, len(enc_out) - 3, run_dir, checkpoint)
+    _write_config(translator, output, fmt, len(enc_out) - 3, run_dir, checkpoint, quantize)
     shutil.copy2(SCRIPT, output / "translate.py")
     return output
 
@@ -239,7 +245,9 @@ def _export_onnx(
     return files
 
 
-def _write_config(translator: Translator, output: Path, fmt: str, n_state: int, run_dir: Path, checkpoint: str) -> None:
+def _write_config(
+    translator: Translator, output: Path, fmt: str, n_state: int, run_dir: Path, checkpoint: str, quantize: str
+) -> None:
     recipe = translator.recipe
     files = [p.name for p in translator.tokenizer.files]
     config = {
@@ -256,6 +264,7 @@ def _write_config(translator: Translator, output: Path, fmt: str, n_state: int, 
         "max_source_length": translator.max_source_length,
         "max_length_ratio": recipe.decode.max_length_ratio,
         "max_length_offset": recipe.decode.max_length_offset,
+        "quantize": quantize,
         "exported_from": {"run_dir": str(run_dir), "checkpoint": checkpoint, "torch": torch.__version__},
     }
     (output / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")

@@ -471,8 +471,9 @@ class Trainer:
                 l_sum, n = token_loss(logits, batch.tgt_out, 0.0)
                 loss, tokens = loss + float(l_sum), tokens + int(n)
         decode = settings(self.recipe.decode, beam_size=beam_size or self.cfg.validation_beam_size)
-        max_source = 2 * self.recipe.data.max_length  # the cut Translator makes
-        hyps = translate_corpus(self.model, d.tokenizer, d.validation.sources, decode, self.device, max_source)
+        hyps = translate_corpus(
+            self.model, d.tokenizer, d.validation.sources, decode, self.device, self.recipe.max_source_length
+        )
         ev = self.recipe.evaluate
         return loss / max(tokens, 1), score(hyps, d.validation.targets, ev.tokenize, ev.lowercase)
 

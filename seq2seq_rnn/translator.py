@@ -14,6 +14,7 @@ from seq2seq_rnn.data.tokenizer import SubwordTokenizer
 from seq2seq_rnn.decoding import decode_ids, encode_sources, resolve_device, settings, translate_corpus
 from seq2seq_rnn.errors import CheckpointError, ConfigError
 from seq2seq_rnn.model import Seq2Seq
+from seq2seq_rnn.quantize import apply_quantization
 from seq2seq_rnn.rundir import RunDir
 from seq2seq_rnn.search import Hypothesis
 
@@ -54,17 +55,22 @@ class Translator:
         self.max_source_length = recipe.max_source_length
 
     @classmethod
-    def load(cls, run_dir: str | Path, checkpoint: str = "best", device: str = "auto") -> Translator:
+    def load(
+        cls, run_dir: str | Path, checkpoint: str = "best", device: str = "auto", quantize: str = "none"
+    ) -> Translator:
+        """``quantize='int8'``: dynamic int8 weights on the CPU (:mod:`seq2seq_rnn.quantize`)."""
         recipe, tokenizer, model = _load_member(Path(run_dir), checkpoint)
         dev = resolve_device(device, "--device")
-        return cls(recipe, tokenizer, model.to(dev).eval(), dev)
+        return cls(recipe, tokenizer, apply_quantization(model.to(dev).eval(), quantize, dev), dev)
 
     @classmethod
-    def load_ensemble(cls, members: Sequence[tuple[str | Path, str]], device: str = "auto") -> Translator:
+    def load_ensemble(
+        cls, members: Sequence[tuple[str | Path, str]], device: str = "auto", quantize: str = "none"
+    ) -> Translator:
         """An ensemble of (run directory, checkpoint) pairs sharing one vocabulary;
         decoding settings come from the first run. One member = ``load``."""
         if len(members) == 1:
-            return cls.load(members[0][0], members[0][1], device)
+            return cls.load(members[0][0], members[0][1], device, quantize)
         from seq2seq_rnn.ensemble import Ensemble
 
         loaded = [_load_member(Path(run), ckpt) for run, ckpt in members]
@@ -73,7 +79,8 @@ class Translator:
             if not tokenizer.same_vocabulary(other):
                 raise CheckpointError(f"{run} uses another vocabulary than {members[0][0]}; cannot ensemble them")
         dev = resolve_device(device, "--device")
-        return cls(recipe, tokenizer, Ensemble([m for _, _, m in loaded]).to(dev).eval(), dev)
+        ensemble = Ensemble([m for _, _, m in loaded]).to(dev).eval()
+        return cls(recipe, tokenizer, apply_quantization(ensemble, quantize, dev), dev)
 
     def translate(
         self,
