@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
+import json
 import os
 import secrets
 import zipfile
@@ -21,6 +23,7 @@ from typing import IO, Any
 
 import torch
 
+from seq2seq_rnn.config import ModelConfig
 from seq2seq_rnn.errors import CheckpointError
 
 FORMAT_VERSION = 1
@@ -129,6 +132,13 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     model = payload.get("model")
     if not isinstance(model, dict) or not all(isinstance(v, torch.Tensor) for v in model.values()):
         raise CheckpointError(f"{path} is not a seq2seq_rnn checkpoint (no model weights)")
+    bad = [name for name, t in model.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if bad:
+        shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+        raise CheckpointError(
+            f"{path} holds non-finite weights (NaN or inf) in {shown}; it cannot translate. "
+            "Use another checkpoint (e.g. --checkpoint best) or resume from an earlier one"
+        )
     return payload
 
 
@@ -144,6 +154,46 @@ def _check_integrity(path: Path) -> None:
         ) from None
     if bad is not None:
         raise CheckpointError(f"{path} is corrupt: record {bad!r} fails its CRC-32 check (a damaged copy?)")
+
+
+def fingerprint(tokenizer_files: list[Path], model: ModelConfig) -> dict[str, str]:
+    """What ties weights to their run: hashes of the tokenizer model file(s) and of the recipe's
+    model section (non-default values only, so a field added later with the old behaviour as its
+    default leaves old checkpoints loadable)."""
+    tok = hashlib.sha256()
+    for path in tokenizer_files:
+        tok.update(Path(path).read_bytes())
+    section = json.dumps(model.model_dump(mode="json", exclude_defaults=True), sort_keys=True)
+    digest = hashlib.sha256(section.encode("utf-8"))
+    return {"tokenizer": f"sha256:{tok.hexdigest()[:16]}", "model": f"sha256:{digest.hexdigest()[:16]}"}
+
+
+def check_fingerprint(
+    payload: dict[str, Any],
+    expected: dict[str, str],
+    path: Path,
+    run: Path,
+    parts: tuple[str, ...] = ("tokenizer", "model"),
+) -> None:
+    """Refuse a checkpoint trained with another tokenizer or model section than ``run`` holds.
+
+    Checkpoints written before fingerprints existed carry none and are accepted.
+    """
+    saved = payload.get("fingerprint")
+    if not isinstance(saved, dict):
+        return
+    if "tokenizer" in parts and saved.get("tokenizer") not in (None, expected["tokenizer"]):
+        raise CheckpointError(
+            f"{path} was trained with another tokenizer (fingerprint {saved['tokenizer']}) than the one in "
+            f"{run / 'tokenizer'} (fingerprint {expected['tokenizer']}): the same ids would mean other subwords. "
+            "Use the checkpoint with the run directory it was trained in"
+        )
+    if "model" in parts and saved.get("model") not in (None, expected["model"]):
+        raise CheckpointError(
+            f"{path} was trained with another model section (fingerprint {saved['model']}) than the recipe in "
+            f"{run / 'recipe.yaml'} (fingerprint {expected['model']}). "
+            "Use the checkpoint with the run directory it was trained in"
+        )
 
 
 def load_model_state(model: torch.nn.Module, state: dict[str, Any], path: Path) -> None:

@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -39,13 +41,13 @@ def _parser() -> argparse.ArgumentParser:
         "--resume", action="store_true", help="continue the run in --output-dir from its last checkpoint"
     )
     train.add_argument("--no-test", action="store_true", help="skip the test-set evaluation at the end")
-    train.add_argument("--workers", type=int, help="data-parallel workers on Ray (default: scaling.workers)")
+    train.add_argument("--workers", type=positive_int, help="data-parallel workers on Ray (default: scaling.workers)")
     train.add_argument("--gpus-per-worker", type=float, help="GPUs per Ray worker (default: scaling.gpus_per_worker)")
     train.add_argument("--address", help="Ray cluster address (default: scaling.address, RAY_ADDRESS, or a local one)")
 
     translate = sub.add_parser("translate", help="translate stdin to stdout, one sentence per line")
     _run_args(translate)
-    translate.add_argument("--batch-size", type=int, help="sentences per batch")
+    translate.add_argument("--batch-size", type=positive_int, help="sentences per batch (>= 1)")
     translate.add_argument(
         "--attention-plot", type=Path, metavar="DIR", help="also write an attention heat map per sentence into DIR"
     )
@@ -62,7 +64,7 @@ def _parser() -> argparse.ArgumentParser:
     _import_arg(tune)
     tune.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     tune.add_argument("--output-dir", type=Path, help="sweep directory (default: runs/<recipe name>-sweep)")
-    tune.add_argument("--num-samples", type=int, help="override sweep.num_samples")
+    tune.add_argument("--num-samples", type=positive_int, help="override sweep.num_samples")
     tune.add_argument("--address", help="Ray cluster address (default: scaling.address, RAY_ADDRESS, or a local one)")
 
     plot = sub.add_parser("plot", help="PNGs of training loss, validation loss/BLEU and learning rate")
@@ -82,7 +84,9 @@ def _parser() -> argparse.ArgumentParser:
     average = sub.add_parser("average", help="average the weights of several checkpoints into one")
     average.add_argument("run_dir", type=Path)
     average.add_argument("--checkpoints", type=Path, nargs="+", help="checkpoint files to average")
-    average.add_argument("--last", type=int, help="average the newest N checkpoints kept by train.keep_checkpoints")
+    average.add_argument(
+        "--last", type=positive_int, help="average the newest N checkpoints kept by train.keep_checkpoints"
+    )
     average.add_argument("--output", type=Path, help="default: RUN_DIR/checkpoints/averaged.pt")
 
     sub.add_parser("list-cells", help="list the registered recurrent cells and where they come from")
@@ -101,12 +105,23 @@ def _import_arg(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def positive_int(text: str) -> int:
+    """argparse type of counts (--beam-size, --batch-size, --last, ...): a whole number >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text[:40]!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def _run_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "run_dirs", type=Path, nargs="+", metavar="RUN_DIR", help="a run directory; several are decoded as an ensemble"
     )
     _import_arg(parser)
-    parser.add_argument("--beam-size", type=int, help="default: the recipe's decode.beam_size")
+    parser.add_argument("--beam-size", type=positive_int, help="default: the recipe's decode.beam_size (>= 1)")
     parser.add_argument(
         "--checkpoint",
         action="append",
@@ -123,6 +138,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from seq2seq_rnn.config import load_recipe
     from seq2seq_rnn.integrations import require_ray, uses_ray, with_scaling
     from seq2seq_rnn.model import check_model_config
+    from seq2seq_rnn.rundir import RunDir
     from seq2seq_rnn.train import Trainer
 
     recipe = load_recipe(args.recipe, args.overrides)
@@ -134,15 +150,19 @@ def cmd_train(args: argparse.Namespace) -> int:
     recipe = with_scaling(recipe, args.workers, args.gpus_per_worker, args.address)
     if uses_ray(recipe):
         require_ray("--workers/--address (scaling:)")
-        from seq2seq_rnn.integrations.ray import train_distributed
+    run = RunDir(run_dir)
+    run.claim(args.resume)  # a folder that is not a run of ours is refused unchanged
+    with run.lock("train"):  # held through the test scores and the model card
+        if uses_ray(recipe):
+            from seq2seq_rnn.integrations.ray import train_distributed
 
-        train_distributed(recipe, run_dir, resume=args.resume)
-    else:
-        Trainer(recipe, run_dir, resume=args.resume).fit()
-    print(f"run directory: {run_dir}")
-    if not args.no_test and recipe.data.test is not None:
-        _report([(run_dir, "best")], "test", None, "auto", as_json=False)
-    _write_model_card(run_dir, args)
+            train_distributed(recipe, run_dir, resume=args.resume)
+        else:
+            Trainer(recipe, run_dir, resume=args.resume).fit()
+        print(f"run directory: {run_dir}")
+        if not args.no_test and recipe.data.test is not None:
+            _report([(run_dir, "best")], "test", None, "auto", as_json=False)
+        _write_model_card(run_dir, args)
     return 0
 
 
@@ -183,19 +203,61 @@ def _translator(args: argparse.Namespace) -> Translator:
 def _report(
     members: list[tuple[Path, str]], split: str, beam: int | None, device: str, as_json: bool, quantize: str = "none"
 ) -> None:
-    from seq2seq_rnn.evaluate import evaluate_split, record_scores
+    """Score ``split``, print the scores, then record them (the caller holds the first run's lock)."""
+    from seq2seq_rnn.evaluate import evaluate_split
     from seq2seq_rnn.translator import Translator
 
     translator = Translator.load_ensemble(members, device, quantize)
     scores, _ = evaluate_split(translator, split, beam)
     beam = beam or translator.recipe.decode.beam_size
     what = members[0][1] if len(members) == 1 else f"ensemble of {len(members)}"
-    name = (split if len(members) == 1 else f"{split}-ensemble") + ("" if quantize == "none" else f"-{quantize}")
-    used = [{"run": str(r), "checkpoint": c} for r, c in members]
-    provenance = {"checkpoint": what, "members": used, "beam_size": beam, "quantize": quantize}
-    record_scores(members[0][0], name, scores, provenance)
     weights = "" if quantize == "none" else f", {quantize}"
     _print_scores(f"{split} ({what} checkpoint, beam {beam}{weights})", scores, as_json)
+    _record(members, split, {"split": split}, translator, beam, scores, quantize)
+
+
+def _record(
+    members: list[tuple[Path, str]],
+    what: str,
+    extra: dict[str, str],
+    translator: Translator,
+    beam: int,
+    scores: object,
+    quantize: str = "none",
+) -> None:
+    """Add printed scores to the first run's scores.json, keyed by what, checkpoint(s) and decoding."""
+    from seq2seq_rnn.errors import RunDirError
+    from seq2seq_rnn.evaluate import record_scores, scores_key
+
+    dec = translator.recipe.decode
+    decode: dict[str, object] = {
+        "beam": beam,
+        "length_penalty": dec.length_penalty,
+        "max_length": f"{dec.max_length_ratio}x+{dec.max_length_offset}",
+    }
+    if quantize != "none":
+        decode["weights"] = quantize
+    if len(members) == 1:
+        checkpoint, key_checkpoint = members[0][1], members[0][1]
+    else:
+        checkpoint = f"ensemble of {len(members)}"
+        key_checkpoint = "ensemble " + " + ".join(f"{r}:{c}" for r, c in members)
+    provenance = {
+        **extra,
+        "checkpoint": checkpoint,
+        "members": [{"run": str(r), "checkpoint": c} for r, c in members],
+        "beam_size": beam,
+        "length_penalty": dec.length_penalty,
+        "max_length_ratio": dec.max_length_ratio,
+        "max_length_offset": dec.max_length_offset,
+        "quantize": quantize,
+    }
+    try:
+        record_scores(members[0][0], scores_key(what, key_checkpoint, decode), scores, provenance)  # type: ignore[arg-type]
+    except OSError as exc:
+        raise RunDirError(
+            f"the scores printed above were not recorded in {members[0][0] / 'scores.json'}: {exc}"
+        ) from None
 
 
 def _print_scores(title: str, scores: object, as_json: bool) -> None:
@@ -212,12 +274,30 @@ def cmd_translate(args: argparse.Namespace) -> int:
         from seq2seq_rnn.interactive import interact
 
         return interact(translator, args.beam_size, stdin, sys.stdout)
-    lines = [line.rstrip("\r\n") for line in stdin]
     if args.attention_plot is not None:
-        return _translate_with_plots(translator, lines, args)
-    for out in translator.translate(lines, beam_size=args.beam_size, batch_size=args.batch_size):
-        sys.stdout.write(out.replace("\n", " ") + "\n")
+        return _translate_with_plots(translator, [line.rstrip("\r\n") for line in stdin], args)
+    signal.signal(signal.SIGTERM, _interrupt)  # like Ctrl-C: what was written stays, exit 130
+    per_chunk = args.batch_size or translator.recipe.decode.batch_size
+    for chunk in _chunks((line.rstrip("\r\n") for line in stdin), per_chunk):
+        outs = translator.translate(chunk, beam_size=args.beam_size, batch_size=args.batch_size)
+        sys.stdout.write("".join(out.replace("\n", " ") + "\n" for out in outs))
+        sys.stdout.flush()  # batch by batch, in input order: an interrupted run keeps what it translated
     return 0
+
+
+def _chunks(lines: Iterator[str], size: int) -> Iterator[list[str]]:
+    chunk: list[str] = []
+    for line in lines:
+        chunk.append(line)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _translate_with_plots(translator: Translator, lines: list[str], args: argparse.Namespace) -> int:
@@ -254,18 +334,23 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from seq2seq_rnn.evaluate import evaluate_files
+    from seq2seq_rnn.rundir import RunDir
 
     if (args.src is None) != (args.ref is None):
         raise UsageError("--src and --ref go together")
-    if args.src is None:
-        from seq2seq_rnn.rundir import RunDir
-
-        split = args.split or RunDir(args.run_dirs[0]).load_recipe().evaluate.split
-        _report(_members(args), split, args.beam_size, args.device, args.json, args.quantize)
-        return 0
-    translator = _translator(args)
-    scores, _ = evaluate_files(translator, args.src, args.ref, args.beam_size)
-    _print_scores(f"{args.src}", scores, args.json)
+    run = RunDir(args.run_dirs[0])
+    with run.lock("evaluate"):  # it records into RUN_DIR/scores.json: taken before decoding, to fail at once
+        if args.src is None:
+            split = args.split or run.load_recipe().evaluate.split
+            _report(_members(args), split, args.beam_size, args.device, args.json, args.quantize)
+            return 0
+        translator = _translator(args)
+        scores, _ = evaluate_files(translator, args.src, args.ref, args.beam_size)
+        _print_scores(f"{args.src}", scores, args.json)
+        src, ref = str(args.src.resolve()), str(args.ref.resolve())
+        beam = args.beam_size or translator.recipe.decode.beam_size
+        extra = {"source": src, "reference": ref}
+        _record(_members(args), f"{src} -> {ref}", extra, translator, beam, scores, args.quantize)
     return 0
 
 
@@ -276,13 +361,14 @@ def cmd_average(args: argparse.Namespace) -> int:
     run = RunDir(args.run_dir)
     if (args.checkpoints is None) == (args.last is None):
         raise UsageError("give either --checkpoints FILE... or --last N")
-    paths = args.checkpoints or run.kept_checkpoints()[-args.last :]
-    if args.last is not None and len(paths) < args.last:
-        raise CheckpointError(
-            f"{run.checkpoints} keeps {len(paths)} step checkpoints, fewer than --last {args.last} "
-            "(train with train.keep_checkpoints >= N)"
-        )
-    output = average_checkpoints(paths, args.output or run.checkpoints / "averaged.pt")
+    with run.lock("average"):
+        paths = args.checkpoints or run.kept_checkpoints()[-args.last :]
+        if args.last is not None and len(paths) < args.last:
+            raise CheckpointError(
+                f"{run.checkpoints} keeps {len(paths)} step checkpoints, fewer than --last {args.last} "
+                "(train with train.keep_checkpoints >= N)"
+            )
+        output = average_checkpoints(paths, args.output or run.checkpoints / "averaged.pt")
     print(f"averaged {len(paths)} checkpoints into {output}; use it with --checkpoint {output}")
     return 0
 

@@ -9,8 +9,9 @@ work starts. This module imports neither torch nor any optional framework.
 from __future__ import annotations
 
 import re
+import reprlib
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 import pydantic
 import yaml
@@ -21,11 +22,18 @@ from seq2seq_rnn.components import ATTENTIONS, CELLS
 from seq2seq_rnn.errors import ConfigError
 from seq2seq_rnn.registry import BUILTIN, did_you_mean, import_modules
 
+# Upper bounds a real run could use; beyond them a value is a typo (or hostile), refused at validation.
+MAX_COUNT = 10**9  # steps, epochs, patience, limits
+MAX_WIDTH = 16_384  # embedding and hidden sizes
+MAX_BEAM = 1024
+MAX_WORKERS = 10_000
+MAX_RECURRENT_PARAMETERS = 10**9  # what the sizes and layers of a model may add up to
+
 
 class Section(BaseModel):
-    """Base of every recipe section: unknown keys and type coercion are errors."""
+    """Base of every recipe section: unknown keys, type coercion, inf and nan are errors."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 def probability(default: float) -> Any:
@@ -41,7 +49,7 @@ class SplitConfig(Section):
     target: str | None = None
     path: str | None = None
     split: str | None = None
-    limit: int | None = Field(default=None, ge=1, description="keep the first N pairs")
+    limit: int | None = Field(default=None, ge=1, le=MAX_COUNT, description="keep the first N pairs")
 
 
 class DataConfig(Section):
@@ -58,7 +66,7 @@ class DataConfig(Section):
     validation: SplitConfig
     test: SplitConfig | None = None
     max_length: int = Field(
-        default=100, ge=1, description="subword tokens per side; longer pairs are dropped and counted"
+        default=100, ge=1, le=10_000, description="subword tokens per side; longer pairs are dropped and counted"
     )
 
     @model_validator(mode="after")
@@ -77,6 +85,11 @@ class DataConfig(Section):
             for key in need:
                 if getattr(split, key) is None:
                     raise ValueError(f"{split_name}.{key} is required when data.format is {self.format!r}")
+            if self.format == "text" and split.source is not None and split.source == split.target:
+                raise ValueError(
+                    f"{split_name}.source and {split_name}.target are the same file ({split.source}); "
+                    "give one file per language"
+                )
         if self.format == "hub" and not self.hub_name:
             raise ValueError("hub_name is required when data.format is 'hub'")
         if self.source_lang == self.target_lang:
@@ -107,7 +120,7 @@ class DataConfig(Section):
 
 class TokenizerConfig(Section):
     model_type: Literal["bpe", "unigram"] = "bpe"
-    vocab_size: int = Field(default=8000, ge=16)
+    vocab_size: int = Field(default=8000, ge=16, le=1_000_000)
     joint: bool = True
     character_coverage: float = Field(default=1.0, gt=0.0, le=1.0)
     sample_sentences: int = Field(
@@ -153,9 +166,9 @@ def _check_cell_options(cell: str, options: dict[str, Any]) -> None:
 class EncoderConfig(Section):
     cell: str = "lstm"
     cell_options: dict[str, Any] = {}
-    embedding_size: int = Field(default=256, ge=1)
-    hidden_size: int = Field(default=256, ge=1)
-    layers: int = Field(default=2, ge=1)
+    embedding_size: int = Field(default=256, ge=1, le=MAX_WIDTH)
+    hidden_size: int = Field(default=256, ge=1, le=MAX_WIDTH)
+    layers: int = Field(default=2, ge=1, le=64)
     bidirectional: bool = True
     residual: bool = True
     dropout: float = probability(0.2)
@@ -209,7 +222,7 @@ def dot_attention_mismatch(query_size: int, memory_size: int) -> str | None:
 class AttentionConfig(Section):
     type: str = Field(default="bahdanau", description="a registered attention, or 'none'")
     hidden_size: int | None = Field(
-        default=None, ge=1, description="additive attention size; default: decoder.hidden_size"
+        default=None, ge=1, le=MAX_WIDTH, description="additive attention size; default: decoder.hidden_size"
     )
 
     @field_validator("type")
@@ -221,9 +234,9 @@ class AttentionConfig(Section):
 
 
 class InitConfig(Section):
-    uniform: float = Field(default=0.1, gt=0.0, description="U(-a, a) for non-recurrent weights")
+    uniform: float = Field(default=0.1, gt=0.0, le=10.0, description="U(-a, a) for non-recurrent weights")
     recurrent: Literal["orthogonal", "uniform"] = "orthogonal"
-    forget_bias: float = 1.0
+    forget_bias: float = Field(default=1.0, ge=-100.0, le=100.0)
 
 
 class ModelConfig(Section):
@@ -243,6 +256,27 @@ class ModelConfig(Section):
         return self
 
     @model_validator(mode="after")
+    def _check_size(self) -> ModelConfig:
+        """Sizes each within bounds can still multiply into a model no machine holds: refuse it now
+        (an estimate with four gates per cell, vocabulary excluded)."""
+        enc, dec = self.encoder, self.decoder
+        dirs = 2 if enc.bidirectional else 1
+        total = 0
+        for layer in range(enc.layers):
+            width = enc.embedding_size if layer == 0 else enc.hidden_size * dirs
+            total += dirs * 4 * enc.hidden_size * (width + enc.hidden_size)
+        memory = enc.hidden_size * dirs
+        for layer in range(dec.layers):
+            width = dec.embedding_size + dec.hidden_size + memory if layer == 0 else dec.hidden_size
+            total += 4 * dec.hidden_size * (width + dec.hidden_size)
+        if total > MAX_RECURRENT_PARAMETERS:
+            raise ValueError(
+                f"the encoder and decoder sizes add up to about {total:.2e} recurrent parameters, more than "
+                f"{MAX_RECURRENT_PARAMETERS:.0e}; lower hidden_size, embedding_size or layers"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _check_attention(self) -> ModelConfig:
         att, enc, dec = self.attention, self.encoder, self.decoder
         if att.type == "dot" and (mismatch := dot_attention_mismatch(dec.hidden_size, enc.output_size)):
@@ -257,9 +291,9 @@ class ModelConfig(Section):
 # ----------------------------------------------------------------- training
 class OptimizerConfig(Section):
     name: Literal["adam", "adamw", "sgd"] = "adam"
-    lr: float = Field(default=1e-3, gt=0.0)
-    betas: list[float] = Field(default=[0.9, 0.999], min_length=2, max_length=2)
-    weight_decay: float = Field(default=0.0, ge=0.0)
+    lr: float = Field(default=1e-3, gt=0.0, le=10.0)
+    betas: list[Annotated[float, Field(ge=0.0, lt=1.0)]] = Field(default=[0.9, 0.999], min_length=2, max_length=2)
+    weight_decay: float = Field(default=0.0, ge=0.0, le=10.0)
 
     @model_validator(mode="after")
     def _check_betas(self) -> OptimizerConfig:
@@ -271,35 +305,42 @@ class OptimizerConfig(Section):
 class SchedulerConfig(Section):
     """Linear warm-up, then decay on a plateau of validation BLEU."""
 
-    warmup_steps: int = Field(default=0, ge=0)
+    warmup_steps: int = Field(default=0, ge=0, le=MAX_COUNT)
     plateau_factor: float = Field(default=0.5, gt=0.0, lt=1.0)
-    plateau_patience: int = Field(default=2, ge=0)
-    min_lr: float = Field(default=1e-5, ge=0.0)
+    plateau_patience: int = Field(default=2, ge=0, le=MAX_COUNT)
+    min_lr: float = Field(default=1e-5, ge=0.0, le=10.0)
 
 
 class TrainConfig(Section):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     amp: Literal["none", "bf16", "fp16"] = "none"
-    threads: int = Field(default=0, ge=0, description="torch CPU threads; 0 = torch's default")
-    batch_tokens: int = Field(default=4096, ge=1, description="target tokens per batch (per worker)")
-    max_epochs: int = Field(default=20, ge=1)
-    max_steps: int = Field(default=0, ge=0, description="0 = until max_epochs")
-    max_minutes: float = Field(default=0.0, ge=0.0, description="stop after this wall time; 0 = no limit")
+    threads: int = Field(default=0, ge=0, le=4096, description="torch CPU threads; 0 = torch's default")
+    batch_tokens: int = Field(default=4096, ge=1, le=10_000_000, description="target tokens per batch (per worker)")
+    max_epochs: int = Field(default=20, ge=1, le=MAX_COUNT)
+    max_steps: int = Field(default=0, ge=0, le=MAX_COUNT, description="0 = until max_epochs")
+    max_minutes: float = Field(
+        default=0.0, ge=0.0, le=10_000_000.0, description="stop after this wall time; 0 = no limit"
+    )
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
-    clip_norm: float = Field(default=1.0, ge=0.0, description="0 = no clipping")
+    clip_norm: float = Field(default=1.0, ge=0.0, le=1e6, description="0 = no clipping")
     label_smoothing: float = probability(0.1)
-    log_every: int = Field(default=50, ge=1)
-    validate_every: int = Field(default=0, ge=0, description="steps; 0 = at the end of each epoch")
-    validation_beam_size: int = Field(default=1, ge=1)
-    validation_batch_size: int = Field(default=64, ge=1, description="sentences per batch of the validation loss")
-    early_stopping_patience: int = Field(default=0, ge=0, description="validations without improvement; 0 = off")
+    log_every: int = Field(default=50, ge=1, le=MAX_COUNT)
+    validate_every: int = Field(default=0, ge=0, le=MAX_COUNT, description="steps; 0 = at the end of each epoch")
+    validation_beam_size: int = Field(default=1, ge=1, le=MAX_BEAM)
+    validation_batch_size: int = Field(
+        default=64, ge=1, le=1_000_000, description="sentences per batch of the validation loss"
+    )
+    early_stopping_patience: int = Field(
+        default=0, ge=0, le=MAX_COUNT, description="validations without improvement; 0 = off"
+    )
     keep_checkpoints: int = Field(
         default=0,
         ge=0,
+        le=10_000,
         description="also keep the weights of the last N validations (checkpoints/step-*.pt) for `seq2seq-rnn average`",
     )
-    max_nonfinite_steps: int = Field(default=10, ge=0)
+    max_nonfinite_steps: int = Field(default=10, ge=0, le=MAX_COUNT)
     tensorboard: bool = Field(default=False, description="also log metrics to RUN_DIR/tensorboard; needs tensorboard")
 
     @model_validator(mode="after")
@@ -315,14 +356,15 @@ class TrainConfig(Section):
 
 
 class DecodeConfig(Section):
-    beam_size: int = Field(default=5, ge=1)
-    length_penalty: float = Field(default=1.0, ge=0.0)
-    max_length_ratio: float = Field(default=2.0, gt=0.0)
-    max_length_offset: int = Field(default=10, ge=0)
-    batch_size: int = Field(default=64, ge=1, description="sentences per batch")
+    beam_size: int = Field(default=5, ge=1, le=MAX_BEAM)
+    length_penalty: float = Field(default=1.0, ge=0.0, le=10.0)
+    max_length_ratio: float = Field(default=2.0, gt=0.0, le=100.0)
+    max_length_offset: int = Field(default=10, ge=0, le=10_000)
+    batch_size: int = Field(default=64, ge=1, le=1_000_000, description="sentences per batch")
     max_source_length: int | None = Field(
         default=None,
         ge=1,
+        le=1_000_000,
         description="subwords of a source sentence kept for translation; default 2 × data.max_length",
     )
 
@@ -337,14 +379,20 @@ class EvaluateConfig(Section):
 class ScalingConfig(Section):
     """Data-parallel training on a Ray cluster (``seq2seq-rnn train --workers``); needs ``seq2seq_rnn[ray]``."""
 
-    workers: int = Field(default=1, ge=1, description="data-parallel workers; 1 = a plain single process")
-    gpus_per_worker: float = Field(default=0.0, ge=0.0, description="0 = CPU workers (gloo); else NCCL on GPUs")
-    cpus_per_worker: float = Field(default=1.0, gt=0.0)
+    workers: int = Field(
+        default=1, ge=1, le=MAX_WORKERS, description="data-parallel workers; 1 = a plain single process"
+    )
+    gpus_per_worker: float = Field(
+        default=0.0, ge=0.0, le=64.0, description="0 = CPU workers (gloo); else NCCL on GPUs"
+    )
+    cpus_per_worker: float = Field(default=1.0, gt=0.0, le=1024.0)
     address: str | None = Field(default=None, description="Ray cluster to join; default: RAY_ADDRESS, else a local one")
     storage_path: str | None = Field(
         default=None, description="Ray checkpoints: a shared folder or s3://… URI for multi-node; default: RUN_DIR/ray"
     )
-    max_failures: int = Field(default=0, ge=-1, description="worker-group restarts from the last checkpoint; -1 = ∞")
+    max_failures: int = Field(
+        default=0, ge=-1, le=MAX_COUNT, description="worker-group restarts from the last checkpoint; -1 = ∞"
+    )
 
 
 class SearchDomain(Section):
@@ -373,15 +421,17 @@ class SweepSchedulerConfig(Section):
     """Trial scheduler; times count validations (``train.validate_every`` steps each)."""
 
     type: Literal["asha", "fifo"] = "asha"
-    grace_period: int = Field(default=1, ge=1, description="validations before ASHA may stop a trial")
-    reduction_factor: float = Field(default=2.0, gt=1.0)
-    max_t: int = Field(default=100, ge=1, description="validations; ASHA's last rung")
+    grace_period: int = Field(default=1, ge=1, le=MAX_COUNT, description="validations before ASHA may stop a trial")
+    reduction_factor: float = Field(default=2.0, gt=1.0, le=100.0)
+    max_t: int = Field(default=100, ge=1, le=MAX_COUNT, description="validations; ASHA's last rung")
 
 
 class TrialResources(Section):
-    workers: int = Field(default=1, ge=1, description="> 1: each trial is a data-parallel Ray Train run")
-    cpus_per_worker: float = Field(default=1.0, gt=0.0)
-    gpus_per_worker: float = Field(default=0.0, ge=0.0)
+    workers: int = Field(
+        default=1, ge=1, le=MAX_WORKERS, description="> 1: each trial is a data-parallel Ray Train run"
+    )
+    cpus_per_worker: float = Field(default=1.0, gt=0.0, le=1024.0)
+    gpus_per_worker: float = Field(default=0.0, ge=0.0, le=64.0)
 
 
 class SweepConfig(Section):
@@ -392,13 +442,17 @@ class SweepConfig(Section):
     """
 
     space: dict[str, SearchDomain] = Field(min_length=1)
-    num_samples: int = Field(default=1, ge=1, description="samples of the space (each grid point this often)")
+    num_samples: int = Field(
+        default=1, ge=1, le=1_000_000, description="samples of the space (each grid point this often)"
+    )
     metric: Literal["val_bleu", "val_chrf", "val_loss", "best_val_bleu"] = "val_bleu"
     mode: Literal["max", "min"] | None = Field(default=None, description="default: min for val_loss, else max")
     scheduler: SweepSchedulerConfig = Field(default_factory=SweepSchedulerConfig)
     resources: TrialResources = Field(default_factory=TrialResources)
-    max_concurrent_trials: int = Field(default=0, ge=0, description="0 = as many as the cluster fits")
-    max_failures: int = Field(default=0, ge=-1, description="retries of a failed trial from its checkpoint")
+    max_concurrent_trials: int = Field(default=0, ge=0, le=MAX_WORKERS, description="0 = as many as the cluster fits")
+    max_failures: int = Field(
+        default=0, ge=-1, le=MAX_COUNT, description="retries of a failed trial from its checkpoint"
+    )
 
     @field_validator("space")
     @classmethod
@@ -419,7 +473,7 @@ class SweepConfig(Section):
 
 class Recipe(Section):
     name: str = "experiment"
-    seed: int = 1
+    seed: int = Field(default=1, ge=0, le=2**32 - 1, description="0 … 2**32 - 1")
     plugins: list[str] = Field(
         default=[],
         description="modules imported before the recipe is validated (their register_cell() calls add cells): "
@@ -463,18 +517,76 @@ _Loader.add_implicit_resolver(
 )
 
 
+# A recipe is a few hundred values. YAML aliases can make a 1 KB document expand to 10**9
+# values ("billion laughs"): everything downstream (validation, error messages) would walk them.
+MAX_RECIPE_BYTES = 200_000
+MAX_YAML_NODES = 50_000  # values after alias expansion
+MAX_YAML_DEPTH = 64
+
+
 def parse_yaml(text: str, source: str) -> Any:
+    """Safe-load ``text``, refusing documents that are too large, too deep or expand too much."""
+    if len(text) > MAX_RECIPE_BYTES:
+        raise ConfigError(f"{source}: more than {MAX_RECIPE_BYTES:,} characters; a recipe is a few KB")
+    loader = _Loader(text)
     try:
-        return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_expansion(node, source)
+        return loader.construct_document(node)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{source}: invalid YAML: {exc}") from None
+        raise ConfigError(f"{source}: invalid YAML: {_shorten(str(exc), 500)}") from None
+    except RecursionError:
+        raise ConfigError(f"{source}: invalid YAML: nested more than {MAX_YAML_DEPTH} levels deep") from None
+    finally:
+        loader.dispose()
+
+
+def _check_expansion(root: yaml.Node, source: str) -> None:
+    """Count the values ``root`` stands for with every alias expanded, without expanding them."""
+    sizes: dict[int, int] = {}
+
+    def size(node: yaml.Node, depth: int, path: tuple[int, ...]) -> int:
+        if id(node) in path:
+            raise ConfigError(f"{source}: a YAML alias refers to a value that contains it (a cycle)")
+        if depth > MAX_YAML_DEPTH:
+            raise ConfigError(f"{source}: invalid YAML: nested more than {MAX_YAML_DEPTH} levels deep")
+        if id(node) not in sizes:
+            if isinstance(node, yaml.SequenceNode):
+                children = list(node.value)
+            elif isinstance(node, yaml.MappingNode):
+                children = [item for pair in node.value for item in pair]
+            else:
+                children = []
+            inner = (*path, id(node))
+            total = 1 + sum(size(child, depth + 1, inner) for child in children)
+            if total > MAX_YAML_NODES:
+                raise ConfigError(
+                    f"{source}: the YAML expands to more than {MAX_YAML_NODES:,} values (through aliases "
+                    "such as *name); a recipe has a few hundred"
+                )
+            sizes[id(node)] = total
+        return sizes[id(node)]
+
+    size(root, 0, ())
+
+
+def _shorten(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else f"{text[: limit - 25]}… ({len(text):,} characters)"
+
+
+_ECHO = reprlib.Repr()  # echoes of user input in messages: a few elements, a few dozen characters
+_ECHO.maxstring = _ECHO.maxother = _ECHO.maxlong = 60
+_ECHO.maxlist = _ECHO.maxdict = _ECHO.maxset = _ECHO.maxtuple = 5
+_ECHO.maxlevel = 2
 
 
 def parse_override(item: str) -> tuple[list[str], Any]:
     """``"model.encoder.cell=gru"`` → (["model", "encoder", "cell"], "gru")."""
     key, sep, raw = item.partition("=")
     if not sep or not key.strip() or any(not p for p in key.strip().split(".")):
-        raise ConfigError(f"--set {item!r}: expected KEY=VALUE with a dotted KEY, e.g. train.max_steps=200")
+        raise ConfigError(f"--set {_ECHO.repr(item)}: expected KEY=VALUE with a dotted KEY, e.g. train.max_steps=200")
     return key.strip().split("."), parse_yaml(raw, f"--set {key}") if raw.strip() else ""
 
 
@@ -488,7 +600,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
                 child = node[part] = {}
             if not isinstance(child, dict):
                 where = ".".join(path[: depth + 1])
-                raise ConfigError(f"--set {item!r}: {where} is a value, not a section")
+                raise ConfigError(f"--set {_ECHO.repr(item)}: {_shorten(where)} is a value, not a section")
             node = child
         node[path[-1]] = value
     return raw
@@ -514,28 +626,28 @@ def format_validation_error(exc: pydantic.ValidationError, source: str) -> str:
     lines = []
     for err in exc.errors():
         loc = tuple(p for p in err["loc"] if p not in ("function-after",))
-        path = ".".join(str(p) for p in loc) or "<recipe>"
+        path = _shorten(".".join(str(p) for p in loc)) or "<recipe>"
         if err["type"] == "extra_forbidden":
             valid = _section_fields(loc[:-1])
-            hint = did_you_mean(str(loc[-1]), valid)
+            hint = did_you_mean(str(loc[-1]), valid) if len(str(loc[-1])) <= 80 else ""
             lines.append(f"{path}: unknown key{hint}. Valid keys: {', '.join(valid)}")
             continue
         if err["type"] == "cell_options":  # the cell's own options model: one line per option, dotted
             valid = err["ctx"]["valid"]
             for sub in err["ctx"]["errors"]:
-                where = ".".join(str(p) for p in (*loc, "cell_options", *sub["loc"]))
+                where = _shorten(".".join(str(p) for p in (*loc, "cell_options", *sub["loc"])))
                 if sub["type"] == "extra_forbidden":
-                    hint = did_you_mean(str(sub["loc"][-1]), valid)
+                    hint = did_you_mean(str(sub["loc"][-1]), valid) if len(str(sub["loc"][-1])) <= 80 else ""
                     lines.append(
                         f"{where}: unknown option of cell {err['ctx']['cell']!r}{hint}. "
                         f"Valid options: {', '.join(valid) or 'none'}"
                     )
                     continue
-                got = f" (got {sub['input']!r})" if sub["type"] not in ("missing",) else ""
-                lines.append(f"{where}: {sub['msg']}{got}")
+                got = f" (got {_ECHO.repr(sub['input'])})" if sub["type"] not in ("missing",) else ""
+                lines.append(f"{where}: {_shorten(sub['msg'], 600)}{got}")
             continue
-        message = err["msg"].removeprefix("Value error, ")
-        got = f" (got {err['input']!r})" if err["type"] not in ("missing", "value_error") else ""
+        message = _shorten(err["msg"].removeprefix("Value error, "), 600)  # it may quote the input
+        got = f" (got {_ECHO.repr(err['input'])})" if err["type"] not in ("missing", "value_error") else ""
         lines.append(f"{path}: {message}{got}")
     return f"{source}: invalid recipe\n  " + "\n  ".join(lines)
 
@@ -588,8 +700,11 @@ def resolve_paths(raw: dict[str, Any], base_dir: Path) -> dict[str, Any]:
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
     """Read, override and validate a recipe file; data paths become absolute."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{path} is a folder, not a recipe file")
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open(encoding="utf-8") as handle:  # a bounded read: the path may be a device or a FIFO
+            text = handle.read(MAX_RECIPE_BYTES + 1)
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such recipe file") from None
     except (OSError, UnicodeDecodeError) as exc:

@@ -55,11 +55,24 @@ def encode_sources(tokenizer: SubwordTokenizer, sentences: Sequence[str], max_so
     return [seq[:max_source_length] for seq in ids]
 
 
-def decode_batches(lengths: Sequence[int], batch_size: int, beam_size: int) -> list[list[int]]:
-    """Where decoding batches are decided: indices, longest first, ≤ ``batch_size`` sentences each.
+# Beam search holds batch × beam rows of vocabulary-wide scores, several copies at once: a large but
+# valid beam decodes fewer sentences per batch (at least one) instead of dying in an allocation.
+MAX_BEAM_ROWS = 2048
 
-    ``beam_size`` is here for a memory bound on batch × beam rows."""
-    return sentence_batches(lengths, batch_size)
+
+def decode_batches(lengths: Sequence[int], batch_size: int, beam_size: int) -> list[list[int]]:
+    """Where decoding batches are decided: indices, longest first, ≤ ``batch_size`` sentences each,
+    and batch × beam ≤ ``MAX_BEAM_ROWS`` (memory)."""
+    return sentence_batches(lengths, max(1, min(batch_size, MAX_BEAM_ROWS // max(1, beam_size))))
+
+
+def check_beam(beam_size: int, vocab_size: int) -> None:
+    """A beam wider than the target vocabulary could never be filled: refuse it."""
+    if beam_size > vocab_size:
+        raise ConfigError(
+            f"beam size {beam_size} is larger than the target vocabulary ({vocab_size} subwords), so some beams "
+            f"could never be filled; use a beam of at most {vocab_size}"
+        )
 
 
 def decode_ids(
@@ -111,5 +124,6 @@ def translate_corpus(
     max_source_length: int,
 ) -> list[str]:
     """Detokenized best translations, in input order; an empty line gives an empty line."""
+    check_beam(decode.beam_size, tokenizer.target_vocab_size)
     found = decode_ids(model, encode_sources(tokenizer, sentences, max_source_length), decode, device)
     return tokenizer.decode_target([hyps[0].tokens if hyps else [] for hyps in found])

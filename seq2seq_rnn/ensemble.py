@@ -83,6 +83,12 @@ def average_checkpoints(paths: Sequence[Path], output: Path) -> Path:
 
     if not paths:
         raise CheckpointError("no checkpoints to average")
-    states = [load_checkpoint(p)["model"] for p in paths]
-    save_checkpoint(output, {"model": average_state_dicts(states), "averaged_from": [str(p) for p in paths]})
+    payloads = [load_checkpoint(p) for p in paths]
+    prints = {str(p.get("fingerprint")) for p in payloads if p.get("fingerprint") is not None}
+    if len(prints) > 1:
+        raise CheckpointError("the checkpoints come from runs with different tokenizers or models; cannot average")
+    averaged = {"model": average_state_dicts([p["model"] for p in payloads]), "averaged_from": [str(p) for p in paths]}
+    if payloads[0].get("fingerprint") is not None:
+        averaged["fingerprint"] = payloads[0]["fingerprint"]
+    save_checkpoint(output, averaged)
     return output

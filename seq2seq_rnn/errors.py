@@ -38,3 +38,7 @@ class TrainingError(Seq2SeqError):
 
 class TrainingInterrupted(TrainingError):
     """SIGINT/SIGTERM stopped training after writing a checkpoint; resumable."""
+
+
+class RunDirError(Seq2SeqError):
+    """A folder is not a run directory of ours, holds no run, or another process is writing it."""

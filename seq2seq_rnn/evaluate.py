@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
 from pathlib import Path
 from typing import Any
 
+from seq2seq_rnn.checkpoint import write_text_atomic
 from seq2seq_rnn.data.corpus import load_split, read_lines
 from seq2seq_rnn.errors import DataError
 from seq2seq_rnn.metrics import Scores, score
 from seq2seq_rnn.translator import Translator
+
+log = logging.getLogger(__name__)
 
 
 def evaluate_split(translator: Translator, split: str, beam_size: int | None = None) -> tuple[Scores, list[str]]:
@@ -24,6 +29,8 @@ def evaluate_files(
     translator: Translator, src: Path, ref: Path, beam_size: int | None = None
 ) -> tuple[Scores, list[str]]:
     sources, refs = read_lines(src), read_lines(ref)
+    if Path(src).samefile(ref):
+        raise DataError(f"{src} is given as both --src and --ref; the references must be another file")
     if len(sources) != len(refs):
         raise DataError(f"{src} has {len(sources)} lines but {ref} has {len(refs)}; they must be parallel")
     return _score(translator, sources, refs, beam_size)
@@ -35,9 +42,41 @@ def _score(translator: Translator, sources: list[str], refs: list[str], beam: in
     return score(hyps, refs, ev.tokenize, ev.lowercase), hyps
 
 
-def record_scores(run_dir: Path, name: str, scores: Scores, provenance: dict[str, Any]) -> None:
-    """Keep every reported score with its provenance in RUN_DIR/scores.json."""
+def scores_key(what: str, checkpoint: str, decode: dict[str, Any]) -> str:
+    """``scores.json`` key: what was scored, with which checkpoint(s) and decoding settings,
+    so a score never replaces one of another checkpoint, split, file pair or beam."""
+    settings = ", ".join(f"{k} {v}" for k, v in decode.items())
+    return f"{what} | {checkpoint} | {settings}"
+
+
+def read_scores(path: Path) -> dict[str, Any]:
+    """The table in a ``scores.json``; {} when missing or unreadable (see :func:`record_scores`)."""
+    try:
+        table = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return table if isinstance(table, dict) else {}
+
+
+def record_scores(run_dir: Path, key: str, scores: Scores, provenance: dict[str, Any]) -> Path:
+    """Add a score with its provenance to RUN_DIR/scores.json, atomically.
+
+    The caller holds the run's writer lock. A file that is not a JSON object (damaged
+    by hand or by another tool) is kept aside as ``scores.json.corrupt``, never dropped.
+    """
     path = Path(run_dir) / "scores.json"
-    table = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-    table[name] = {**scores.as_dict(), **provenance}
-    path.write_text(json.dumps(table, indent=2) + "\n", encoding="utf-8")
+    table: dict[str, Any] = {}
+    if path.is_file():
+        try:
+            loaded = json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            loaded = None
+        if isinstance(loaded, dict):
+            table = loaded
+        else:
+            aside = path.with_name(path.name + ".corrupt")
+            os.replace(path, aside)
+            log.warning("%s was not a JSON object of scores; kept it as %s and started a new one", path, aside)
+    table[key] = {**scores.as_dict(), **provenance}
+    write_text_atomic(path, json.dumps(table, indent=2) + "\n")
+    return path

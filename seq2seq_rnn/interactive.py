@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TextIO
 
+from seq2seq_rnn.errors import Seq2SeqError
 from seq2seq_rnn.translator import Translator
 
 HELP = """commands:
@@ -81,7 +82,10 @@ def interact(translator: Translator, beam_size: int | None, stdin: TextIO, stdou
         line = line.strip()
         if not line:
             continue
-        reply = command(line, settings) if line.startswith(":") else render(translator, line, settings)
+        try:
+            reply = command(line, settings) if line.startswith(":") else render(translator, line, settings)
+        except Seq2SeqError as exc:  # e.g. a beam wider than the vocabulary: say so, keep the session
+            reply = f"error: {exc}"
         if reply is None:
             return 0
         stdout.write(reply + "\n")

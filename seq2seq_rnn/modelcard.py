@@ -7,7 +7,6 @@ can also be called on an older run.
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import shlex
@@ -19,6 +18,7 @@ import torch
 from seq2seq_rnn.checkpoint import load_checkpoint, write_text_atomic
 from seq2seq_rnn.config import Recipe, SplitConfig
 from seq2seq_rnn.errors import CheckpointError
+from seq2seq_rnn.evaluate import read_scores
 from seq2seq_rnn.rundir import RunDir
 
 
@@ -123,12 +123,10 @@ def _scores(run: RunDir, metrics: list[dict[str, Any]], beam: int) -> list[str]:
             f"| {best.get('val_chrf', float('nan')):.2f}"
             f" | | beam {beam} (train.validation_beam_size) | {_cell(best.get('bleu_signature', ''))} |"
         )
-    path = run.path / "scores.json"
-    table = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-    for name, s in table.items():
+    for name, s in read_scores(run.scores).items():
         how = f"{s.get('checkpoint', '?')} checkpoint, beam {s.get('beam_size', '?')}"
         lines.append(
-            f"| {name} | {s['bleu']:.2f} | {s['chrf']:.2f} | {s.get('n', '')} | {how} "
+            f"| {s.get('split', name)} | {s['bleu']:.2f} | {s['chrf']:.2f} | {s.get('n', '')} | {how} "
             f"| {_cell(s.get('bleu_signature', ''))}<br>{_cell(s.get('chrf_signature', ''))} |"
         )
     return lines if len(lines) > 2 else ["No scores recorded yet."]

@@ -1,6 +1,8 @@
 """The layout of a run directory, shared by training, translation and evaluation.
 
 RUN_DIR/
+  seq2seq_rnn.json     the marker: written first, it says the folder is a run of ours
+  seq2seq_rnn.lock     the writer lock (holds the pid of the process writing the run)
   recipe.yaml          the resolved recipe (every default filled in)
   tokenizer/           sentencepiece model(s)
   checkpoints/last.pt  latest training state (model, optimizer, RNG, ...)
@@ -8,22 +10,58 @@ RUN_DIR/
   metrics.jsonl        one JSON object per logged step or validation (read with read_metrics)
   data.json            pair counts as loaded: read, kept, dropped (for the model card)
   train.log            the training log
+  scores.json          every evaluate/test score with its provenance
+
+Why a marker: ``--output-dir .`` or a typo must never overwrite a user's
+README.md or delete a folder called ``tokenizer/``. A folder is written to only
+if it is new, empty, or carries the marker; anything else is refused unchanged.
+
+Why a kernel lock (``flock``): two processes writing one run would leave a
+recipe, model card and weights from different runs. The kernel drops the lock
+when its holder exits, even by SIGKILL, so a crashed run never blocks the next.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from seq2seq_rnn.checkpoint import write_text_atomic
 from seq2seq_rnn.config import Recipe, load_recipe
-from seq2seq_rnn.errors import CheckpointError
+from seq2seq_rnn.errors import CheckpointError, RunDirError
+
+log = logging.getLogger(__name__)
+
+MARKER_NAME = "seq2seq_rnn.json"
+LOCK_NAME = "seq2seq_rnn.lock"
+RUN_FORMAT_VERSION = 1
+# What training writes into a run before its first checkpoint; a restart of such an
+# unfinished start removes these (and only these) so nothing of the killed start is mixed in.
+UNFINISHED_START_FILES = ("metrics.jsonl", "tensorboard", "checkpoints/best.pt")
+
+_HELD: dict[Path, list[int]] = {}  # resolved run path -> [lock fd, depth]: re-entrant within one process
 
 
 @dataclass(frozen=True)
 class RunDir:
     path: Path
+
+    @property
+    def marker(self) -> Path:
+        return self.path / MARKER_NAME
+
+    @property
+    def lock_file(self) -> Path:
+        return self.path / LOCK_NAME
 
     @property
     def recipe(self) -> Path:
@@ -70,6 +108,10 @@ class RunDir:
     def log(self) -> Path:
         return self.path / "train.log"
 
+    @property
+    def scores(self) -> Path:
+        return self.path / "scores.json"
+
     def step_checkpoint(self, step: int) -> Path:
         return self.checkpoints / f"step-{step:08d}.pt"
 
@@ -79,6 +121,10 @@ class RunDir:
 
     def has_training_state(self) -> bool:
         return self.last.is_file()
+
+    def is_ours(self) -> bool:
+        """Marked as a run, or a run written before runs carried the marker (recipe + checkpoint)."""
+        return self.marker.is_file() or (self.recipe.is_file() and self.has_training_state())
 
     def load_recipe(self) -> Recipe:
         if not self.recipe.is_file():
@@ -93,6 +139,129 @@ class RunDir:
                 return self.last  # no validation happened yet
             return path
         return Path(which)
+
+    # -- claiming -------------------------------------------------------
+    def claim(self, resume: bool = False) -> None:
+        """Make the folder a run of ours, or refuse it without changing anything in it.
+
+        New or empty folders get the marker (written before anything else); a marked
+        folder is ours already; a run from before the marker existed is adopted. A
+        non-empty folder without the marker is refused, and so is ``--resume`` into a
+        folder that holds no run.
+        """
+        path = self.path
+        if path.exists() and not path.is_dir():
+            raise RunDirError(f"{path} is a file, not a folder; choose another --output-dir")
+        if self.marker.is_file():
+            self._check_marker()
+            return
+        entries = sorted(p.name for p in path.iterdir()) if path.is_dir() else []
+        if entries and not self.is_ours():
+            shown = ", ".join(entries[:5]) + (f" and {len(entries) - 5} more" if len(entries) > 5 else "")
+            raise RunDirError(
+                f"{path} is not empty and is not a seq2seq_rnn run directory (no {MARKER_NAME}; it holds {shown}). "
+                "Nothing in it was changed. Choose a new or empty folder with --output-dir, e.g. "
+                f"--output-dir {path / 'run'}"
+            )
+        if not entries and resume:
+            where = "is empty" if path.is_dir() else "does not exist"
+            raise RunDirError(
+                f"--resume: {path} holds no run to resume (the folder {where}). To start a new run there, "
+                "leave out --resume; to continue a run, give its folder with --output-dir"
+            )
+        if entries:
+            log.info("%s: a run from before run directories carried %s; marking it", path, MARKER_NAME)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            marker = {"format": "seq2seq_rnn run directory", "format_version": RUN_FORMAT_VERSION}
+            marker["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            write_text_atomic(self.marker, json.dumps(marker) + "\n")
+        except OSError as exc:
+            raise RunDirError(f"cannot write to the output directory {path}: {exc}") from None
+
+    def _check_marker(self) -> None:
+        try:
+            marker = json.loads(self.marker.read_text(encoding="utf-8"))
+            version = marker["format_version"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise RunDirError(
+                f"{self.marker} is damaged ({type(exc).__name__}); if {self.path} is a run of seq2seq_rnn, "
+                "delete the file and run again"
+            ) from None
+        if not isinstance(version, int) or version > RUN_FORMAT_VERSION:
+            raise RunDirError(
+                f"{self.path} is a run directory of format {version!r}, newer than this seq2seq_rnn understands "
+                f"({RUN_FORMAT_VERSION}); upgrade seq2seq_rnn"
+            )
+
+    def clean_unfinished_start(self) -> None:
+        """Remove what a start killed before its first checkpoint wrote (never anything else)."""
+        if self.has_training_state() or not self.marker.is_file():
+            return
+        for name in UNFINISHED_START_FILES:
+            target = self.path / name
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            elif target.exists() or target.is_symlink():
+                target.unlink()
+        for old in self.kept_checkpoints():
+            old.unlink()
+
+    # -- the writer lock ----------------------------------------------------
+    @contextlib.contextmanager
+    def lock(self, command: str) -> Iterator[None]:
+        """Hold the writer lock of this run for the block; fail at once if another process holds it.
+
+        Re-entrant within one process (the Ray driver and the Trainer it runs share it).
+        """
+        if not self.is_ours():
+            raise RunDirError(f"{self.path} is not a seq2seq_rnn run directory (no {MARKER_NAME})")
+        key = self.path.resolve()
+        held = _HELD.get(key)
+        if held is not None:
+            held[1] += 1
+            try:
+                yield
+            finally:
+                held[1] -= 1
+            return
+        fd = self._acquire(command)
+        _HELD[key] = [fd, 1]
+        try:
+            yield
+        finally:
+            del _HELD[key]
+            os.close(fd)  # releases the flock
+
+    def _acquire(self, command: str) -> int:
+        try:
+            fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as exc:
+            raise RunDirError(f"cannot write to the run directory {self.path}: {exc}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _read_holder(fd)
+            os.close(fd)
+            raise RunDirError(
+                f"{self.path} is in use by another process ({holder}); only one process may write a run "
+                "at a time. Wait for it to finish (the lock goes with it, even if it is killed), "
+                "or use another folder"
+            ) from None
+        since = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} (seq2seq-rnn {command}, since {since})\n".encode(), 0)
+        return fd
+
+
+def _read_holder(fd: int) -> str:
+    """The holder's line; it writes it right after locking, so wait a moment if it is still empty."""
+    for _ in range(20):
+        text = os.pread(fd, 200, 0).decode("utf-8", "replace").strip()
+        if text:
+            return text
+        time.sleep(0.05)
+    return "pid unknown"
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:

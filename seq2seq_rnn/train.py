@@ -8,6 +8,7 @@ data position, RNG states) is in ``checkpoints/last.pt``, written atomically.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -26,14 +27,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from seq2seq_rnn.cells import RecurrentCell
 from seq2seq_rnn.checkpoint import (
+    check_fingerprint,
     check_writable,
+    fingerprint,
     load_checkpoint,
     load_model_state,
     remove_stale_temporaries,
     save_checkpoint,
     write_text_atomic,
 )
+from seq2seq_rnn.components import CELLS
 from seq2seq_rnn.config import Recipe, SchedulerConfig
 from seq2seq_rnn.data.batching import Batch, TokenBatchSampler, sentence_batches
 from seq2seq_rnn.data.cache import cache_root, cached, digest
@@ -41,11 +46,11 @@ from seq2seq_rnn.data.corpus import ParallelCorpus, SplitTable, load_split_table
 from seq2seq_rnn.data.tokenizer import PAD_ID, SubwordTokenizer
 from seq2seq_rnn.data.tokens import TokenizedSplit, tokenize_split
 from seq2seq_rnn.decoding import resolve_device, settings, translate_corpus
-from seq2seq_rnn.errors import ConfigError, TrainingError, TrainingInterrupted
+from seq2seq_rnn.errors import ConfigError, PluginError, Seq2SeqError, TrainingError, TrainingInterrupted
 from seq2seq_rnn.metrics import Scores, score
 from seq2seq_rnn.model import Seq2Seq
 from seq2seq_rnn.progress import on_terminal
-from seq2seq_rnn.registry import import_modules
+from seq2seq_rnn.registry import BUILTIN, import_modules
 from seq2seq_rnn.rundir import RunDir, read_metrics
 
 log = logging.getLogger("seq2seq_rnn.train")
@@ -65,6 +70,7 @@ class Progress:
     nonfinite_steps: int = 0
     train_seconds: float = 0.0
     finished: bool = False
+    validation_due: bool = False  # a validation was stopped by a signal: resume runs it first
 
 
 class LRSchedule:
@@ -184,6 +190,7 @@ class Trainer:
         self.cfg = recipe.train
         self.progress = Progress()
         self._stop_signal: int | None = None
+        self._validating = False
         self._tensorboard: Any = None  # a SummaryWriter when train.tensorboard is on
         self.window = _Window()  # loss and speed since the last log line; checkpointed, so a resume logs it whole
 
@@ -205,6 +212,7 @@ class Trainer:
         random.seed(self.recipe.seed)
         self.data = self.prepare_data()
         tok = self.data.tokenizer
+        self._check_beams(tok.target_vocab_size)
         self.model = Seq2Seq.from_config(self.recipe.model, tok.source_vocab_size, tok.target_vocab_size).to(
             self.device
         )
@@ -240,6 +248,7 @@ class Trainer:
             self._check_resumable(run.load_recipe())
         if not self.hooks.is_main:
             return
+        run.claim(self.resume)  # a folder that is not a run of ours is refused before anything changes in it
         try:
             check_writable(run.checkpoints)
             remove_stale_temporaries(run.checkpoints)  # left by a kill mid-write
@@ -248,10 +257,22 @@ class Trainer:
             _log_to_file(run.log)
         except OSError as exc:
             raise ConfigError(f"cannot write to the output directory {run.path}: {exc}") from None
+        if not run.has_training_state() and run.metrics.is_file():
+            log.info("%s: a start that never reached a checkpoint; training starts from the beginning", run.path)
+        run.clean_unfinished_start()  # its metrics.jsonl rows would be written again
         if not run.has_training_state() and run.tokenizer.is_dir() and self.hooks.world_size == 1:
             # Left by a start that never reached a checkpoint: maybe half-written or for another recipe.
             log.info("removing the tokenizer of an unfinished start in %s; it is trained again", run.tokenizer)
             shutil.rmtree(run.tokenizer)
+
+    def _check_beams(self, vocab: int) -> None:
+        """Beams wider than the vocabulary the tokenizer produced: refuse now, not at the first validation."""
+        for key, beam in (
+            ("train.validation_beam_size", self.cfg.validation_beam_size),
+            ("decode.beam_size", self.recipe.decode.beam_size),
+        ):
+            if beam > vocab:
+                raise ConfigError(f"{key}: {beam} is larger than the target vocabulary ({vocab} subwords); lower it")
 
     def _check_resumable(self, saved: Recipe) -> None:
         for section in ("data", "tokenizer", "model"):
@@ -340,6 +361,7 @@ class Trainer:
 
     def _restore(self) -> None:
         state = load_checkpoint(self.run.last)
+        check_fingerprint(state, self._fingerprint(), self.run.last, self.run.path)
         load_model_state(self.model, state["model"], self.run.last)
         self.optimizer.load_state_dict(state["optimizer"])
         self.schedule.load_state_dict(state["schedule"])
@@ -357,16 +379,34 @@ class Trainer:
     # -- the loop --------------------------------------------------------
     def fit(self) -> dict[str, Any]:
         """Train until a stop condition; returns the last validation metrics."""
-        try:
-            self.prepare()
-            with _StopOnSignal(self):
-                return self._loop()
-        finally:
-            _close_log_file(self.run.log)
+        with self._writer_lock():
+            try:
+                self.prepare()
+                with _StopOnSignal(self):
+                    try:
+                        return self._loop()
+                    except _ValidationStopped:
+                        return {}  # leaving the block raises TrainingInterrupted
+                    except Seq2SeqError:
+                        raise
+                    except Exception as exc:  # e.g. a plugin cell failing at run time
+                        self._save_after_failure(exc)
+                        raise
+            finally:
+                _close_log_file(self.run.log)
+
+    def _writer_lock(self) -> contextlib.AbstractContextManager[None]:
+        """The run directory's writer lock for the life of training (rank 0 writes the run)."""
+        if not self.hooks.is_main:
+            return contextlib.nullcontext()
+        self.run.claim(self.resume)
+        return self.run.lock("train")
 
     def _loop(self) -> dict[str, Any]:
         p, cfg = self.progress, self.cfg
         last: dict[str, Any] = {}
+        if p.validation_due:  # stopped by a signal last time: same validations as an uninterrupted run
+            last = self._validate_and_checkpoint()
         window = self.window
         bar = _progress_bar(cfg.max_steps or None, p.step, self.hooks.is_main)
         while not p.finished:
@@ -402,7 +442,31 @@ class Trainer:
 
     def _load_batch(self, index: np.ndarray) -> Batch:
         """The sampler's sentences ``index``, read from the memory-mapped ids, on the device."""
-        return _to_device(self.data.train.batch(self.data.train_rows[index]), self.device)
+        batch = _to_device(self.data.train.batch(self.data.train_rows[index]), self.device)
+        self._batch_shapes = f"src (B, S) = {tuple(batch.src.shape)}, tgt_in (B, T) = {tuple(batch.tgt_in.shape)}"
+        return batch
+
+    def _save_after_failure(self, exc: Exception) -> None:
+        """Write the last good state (the failed step changed no weights), then name a failing plugin cell.
+
+        A built-in component's failure is a bug of ours: its traceback is kept (the caller re-raises).
+        """
+        try:
+            self._save_last()
+            saved = f"The last good state (step {self.progress.step}) is in {self.run.last}"
+        except Seq2SeqError as save_error:
+            saved = f"No checkpoint could be written ({save_error})"
+        found = _failed_cell(exc, self.recipe)
+        if found is None or found[2] == BUILTIN:
+            log.error("training failed at step %d; %s", self.progress.step + 1, saved)
+            return
+        side, name, origin, shapes = found
+        raise PluginError(
+            f"cell {name!r} (model.{side}.cell, from {origin}) failed at step {self.progress.step + 1}: "
+            f"{type(exc).__name__}: {str(exc)[:500]}\n  shapes in the failing call: {shapes}\n  "
+            f"batch: {getattr(self, '_batch_shapes', 'not yet collated')}\n  {saved}; fix or replace the cell, "
+            f"then continue with --resume --output-dir {self.run.path}"
+        ) from exc
 
     def _train_step(self, batch: Batch) -> tuple[float, int]:
         """One update; returns (summed loss, target tokens). Non-finite steps are skipped."""
@@ -497,8 +561,18 @@ class Trainer:
 
     def _validate_and_checkpoint(self) -> dict[str, Any]:
         p = self.progress
-        val_loss, scores = self._shared_validation()
-        improved = scores.bleu > p.best_bleu
+        p.validation_due, self._validating = True, True
+        try:
+            val_loss, scores = self._shared_validation()
+        except _ValidationStopped:
+            self._validating = False
+            self._save_last()  # the weights of this step; resume validates first
+            raise
+        p.validation_due, self._validating = False, False
+        finite = math.isfinite(val_loss) and math.isfinite(scores.bleu)
+        if not finite:
+            log.warning("validation at step %d: non-finite loss (%s); never recorded as best", p.step, val_loss)
+        improved = finite and scores.bleu > p.best_bleu
         if improved:
             p.best_bleu, p.best_step, p.bad_validations = scores.bleu, p.step, 0
         else:
@@ -524,7 +598,8 @@ class Trainer:
             " (best)" if improved else "",
         )
         if improved and self.hooks.is_main:
-            save_checkpoint(self.run.best, {"model": self.model.state_dict(), "progress": asdict(p)})
+            weights = {"model": self.model.state_dict(), "progress": asdict(p), "fingerprint": self._fingerprint()}
+            save_checkpoint(self.run.best, weights)
         self._keep_step_checkpoint()
         self._append_metrics(metrics)  # before last.pt: a kill in between repeats the line, never loses it
         self._save_last()
@@ -532,12 +607,16 @@ class Trainer:
             self.hooks.report(metrics, self.run.checkpoints if self.hooks.is_main else None)
         return metrics
 
+    def _fingerprint(self) -> dict[str, str]:
+        return fingerprint(self.data.tokenizer.files, self.recipe.model)
+
     def _keep_step_checkpoint(self) -> None:
         """Weights of this validation for averaging; only the newest ``keep_checkpoints`` stay."""
         keep = self.cfg.keep_checkpoints
         if not keep or not self.hooks.is_main:
             return
-        save_checkpoint(self.run.step_checkpoint(self.progress.step), {"model": self.model.state_dict()})
+        weights = {"model": self.model.state_dict(), "fingerprint": self._fingerprint()}
+        save_checkpoint(self.run.step_checkpoint(self.progress.step), weights)
         for old in self.run.kept_checkpoints()[:-keep]:
             old.unlink(missing_ok=True)
 
@@ -554,6 +633,7 @@ class Trainer:
                 "window": self.window.state_dict(),
                 "progress": asdict(self.progress),
                 "rng": rng_state(),
+                "fingerprint": self._fingerprint(),
             },
         )
 
@@ -596,8 +676,46 @@ class Trainer:
         window.reset()
 
     def stop(self, signum: int) -> None:
-        """Ask the loop to stop after the current step (signal handler)."""
+        """Ask the loop to stop after the current step (signal handler); a validation stops at once."""
         self._stop_signal = signum
+        if self._validating:
+            self._validating = False
+            raise _ValidationStopped
+
+
+class _ValidationStopped(Exception):
+    """Raised by the signal handler inside a validation, which can take minutes."""
+
+
+def _failed_cell(exc: BaseException, recipe: Recipe) -> tuple[str, str, str, str] | None:
+    """(model side, cell name, origin, tensor shapes) of the innermost recurrent cell in ``exc``'s traceback."""
+    frame_locals = None
+    cell = None
+    tb = exc.__traceback__
+    while tb is not None:
+        owner = tb.tb_frame.f_locals.get("self")
+        if isinstance(owner, RecurrentCell):
+            cell, frame_locals = owner, tb.tb_frame.f_locals
+        tb = tb.tb_next
+    if cell is None or frame_locals is None:
+        return None
+    shapes = ", ".join(
+        f"{key} {_shape_of(value)}" for key, value in frame_locals.items() if _shape_of(value) is not None
+    )
+    for side in ("encoder", "decoder"):
+        name = getattr(recipe.model, side).cell
+        cls = CELLS.get(name)
+        if isinstance(cls, type) and isinstance(cell, cls):
+            return side, name, CELLS.origin(name), shapes or "none recorded"
+    return "encoder or decoder", type(cell).__name__, "an unknown origin", shapes or "none recorded"
+
+
+def _shape_of(value: Any) -> str | None:
+    if isinstance(value, Tensor):
+        return str(tuple(value.shape))
+    if isinstance(value, tuple) and value and all(isinstance(v, Tensor) for v in value):
+        return "(" + ", ".join(str(tuple(v.shape)) for v in value) + ")"
+    return None
 
 
 # ------------------------------------------------------------------ utilities

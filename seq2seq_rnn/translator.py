@@ -8,10 +8,10 @@ from typing import NamedTuple
 
 import torch
 
-from seq2seq_rnn.checkpoint import load_checkpoint, load_model_state
+from seq2seq_rnn.checkpoint import check_fingerprint, fingerprint, load_checkpoint, load_model_state
 from seq2seq_rnn.config import Recipe
 from seq2seq_rnn.data.tokenizer import SubwordTokenizer
-from seq2seq_rnn.decoding import decode_ids, encode_sources, resolve_device, settings, translate_corpus
+from seq2seq_rnn.decoding import check_beam, decode_ids, encode_sources, resolve_device, settings, translate_corpus
 from seq2seq_rnn.errors import CheckpointError, ConfigError
 from seq2seq_rnn.model import Seq2Seq
 from seq2seq_rnn.quantize import apply_quantization
@@ -37,7 +37,11 @@ def _load_member(run_dir: Path, checkpoint: str) -> tuple[Recipe, SubwordTokeniz
     tokenizer = SubwordTokenizer.load(run.tokenizer)
     model = Seq2Seq.from_config(recipe.model, tokenizer.source_vocab_size, tokenizer.target_vocab_size)
     path = run.checkpoint(checkpoint)
-    load_model_state(model, load_checkpoint(path)["model"], path)
+    payload = load_checkpoint(path)
+    expected = fingerprint(tokenizer.files, recipe.model)
+    check_fingerprint(payload, expected, path, run.path, ("tokenizer",))
+    load_model_state(model, payload["model"], path)  # another shape says so first, more precisely
+    check_fingerprint(payload, expected, path, run.path, ("model",))
     return recipe, tokenizer, model
 
 
@@ -107,6 +111,7 @@ class Translator:
         ``attention=True`` fills each hypothesis's ``attention`` (T, S) for attentional models.
         """
         decode = settings(self.recipe.decode, beam_size, batch_size, length_penalty)
+        check_beam(decode.beam_size, self.tokenizer.target_vocab_size)
         ids = self._encode(sentences)
         return decode_ids(self.model, ids, decode, self.device, nbest=nbest, attention=attention)
 

@@ -24,6 +24,7 @@ import torch
 
 from seq2seq_rnn.checkpoint import load_checkpoint
 from seq2seq_rnn.cli import main
+from seq2seq_rnn.rundir import RunDir
 from tests.helpers import ROOT, TINY, cli_env, run_cli, small_overrides
 
 # Many small checkpoints (every 2 steps) so that kills often land in or near a checkpoint write.
@@ -34,6 +35,8 @@ MID_WRITE_KILLS = 3
 
 
 def start(run: Path, *extra: str) -> subprocess.Popen[bytes]:
+    if "--resume" in extra and not (run / "checkpoints" / "last.pt").is_file():  # --resume needs a run to resume
+        extra = tuple(e for e in extra if e != "--resume")
     args = [sys.executable, "-m", "seq2seq_rnn.cli", "train", str(TINY), "--output-dir", str(run), "--no-test"]
     return subprocess.Popen(
         [*args, *SETTINGS, *extra], cwd=ROOT, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE
@@ -175,8 +178,8 @@ def test_unwritable_output_directory_fails_before_any_data_work(tmp_path, capsys
     err = capsys.readouterr().err
     assert "cannot write to the output directory" in err and "Traceback" not in err
 
-    run = tmp_path / "run"  # the folder is fine but its checkpoints/ cannot be created
-    run.mkdir()
+    run = tmp_path / "run"  # a run of ours, but its checkpoints/ cannot be created
+    RunDir(run).claim()
     (run / "checkpoints").write_text("in the way")
     assert main(["train", str(TINY), "--output-dir", str(run), *SETTINGS]) == 2
     assert "cannot write to the output directory" in capsys.readouterr().err

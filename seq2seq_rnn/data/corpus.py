@@ -241,6 +241,10 @@ def _write_pairs(pairs: Iterator[tuple[str, str]], limit: int | None, path: Path
 def _read_text_pair(source: Path, target: Path) -> Iterator[tuple[str, str]]:
     """Line N of ``source`` with line N of ``target``; unequal line counts are an error naming both."""
     sources, targets = _read_lines(source), _read_lines(target)
+    if (
+        source.is_file() and target.is_file() and source.samefile(target)
+    ):  # also through a link or another spelling of the path
+        raise DataError(f"{source} is given as both source and target; they must be two files, one per language")
     for count, pair in enumerate(itertools.zip_longest(sources, targets), 1):
         if pair[0] is None or pair[1] is None:
             n_src = count - 1 + (pair[0] is not None) + sum(1 for _ in sources)
@@ -300,6 +304,8 @@ def read_lines(path: str | Path) -> list[str]:
 
 def _read_lines(path: Path) -> Iterator[str]:
     """:func:`read_lines`, one line at a time (a corpus never sits in memory as a list)."""
+    if path.is_dir():
+        raise DataError(f"{path} is a folder, not a file; give the path of the text file inside it")
     if not path.is_file():
         raise DataError(f"{path}: no such file")
     try:

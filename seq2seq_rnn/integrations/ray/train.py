@@ -56,6 +56,13 @@ def train_distributed(
             "use train.max_steps or train.max_epochs"
         )
     run = RunDir(Path(run_dir).expanduser().resolve())
+    run.claim(resume)
+    with run.lock("train (Ray driver)"):
+        return _train_locked(recipe, run, resume)
+
+
+def _train_locked(recipe: Recipe, run: RunDir, resume: bool) -> dict[str, Any]:
+    scaling = recipe.scaling
     Trainer(recipe, run.path, resume=resume).prepare_run_dir()  # same checks and recipe.yaml as one process
     cache = prepare_shared_data(recipe, run.path)
     storage, name = _storage(recipe, run, resume)

@@ -23,11 +23,12 @@ import torch
 import torch.distributed as dist
 
 from seq2seq_rnn.config import validate_recipe
+from seq2seq_rnn.rundir import MARKER_NAME, RunDir
 from seq2seq_rnn.train import Hooks, Trainer
 
 log = logging.getLogger("seq2seq_rnn.integrations.ray")
 
-STATE_FILES = ("metrics.jsonl", "train.log", "checkpoints/last.pt", "checkpoints/best.pt")
+STATE_FILES = (MARKER_NAME, "metrics.jsonl", "train.log", "checkpoints/last.pt", "checkpoints/best.pt")
 # Test-only fault injection (see tests/test_ray_integration.py): the last rank exits hard
 # before step K, once (the marker file remembers that it happened).
 CRASH_AT_STEP_ENV = "SEQ2SEQ_RNN_TEST_CRASH_AT_STEP"
@@ -143,6 +144,7 @@ def run_worker(config: dict[str, Any], session: Session) -> dict[str, Any]:
     _configure_logging(session.rank)
     scratch = Path(tempfile.mkdtemp(prefix=f"seq2seq-rnn-rank{session.rank}-"))
     try:
+        RunDir(scratch).claim()  # before the seed files: a folder of ours from the start
         if config.get("seed_files") is not None:
             unpack_run_dir(ray.get(config["seed_files"]), scratch)
         checkpoint = session.get_checkpoint()
