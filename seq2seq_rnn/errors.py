@@ -41,4 +41,4 @@ class TrainingInterrupted(TrainingError):
 
 
 class RunDirError(Seq2SeqError):
-    """A folder is not a run directory of ours, holds no run, or another process is writing it."""
+    """A folder is not a run directory of ours, holds no run, cannot be written, or another process is writing it."""
