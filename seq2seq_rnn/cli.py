@@ -51,6 +51,12 @@ def _parser() -> argparse.ArgumentParser:
     translate.add_argument(
         "--attention-plot", type=Path, metavar="DIR", help="also write an attention heat map per sentence into DIR"
     )
+    translate.add_argument("--ray", action="store_true", help="translate --input files with Ray Data actors")
+    translate.add_argument("--input", type=Path, nargs="+", metavar="FILE", help="with --ray: files to translate")
+    translate.add_argument("--output", type=Path, metavar="DIR", help="with --ray: OUTPUT/<name of each input>")
+    translate.add_argument("--actors", type=int, default=1, help="with --ray: translating actors (default 1)")
+    translate.add_argument("--gpus-per-actor", type=float, default=0.0, help="with --ray: GPUs per actor (default 0)")
+    translate.add_argument("--address", help="with --ray: Ray cluster address (default: RAY_ADDRESS or a local one)")
 
     evaluate = sub.add_parser("evaluate", help="BLEU and chrF (sacrebleu) of a run")
     _run_args(evaluate)
@@ -267,7 +273,41 @@ def _print_scores(title: str, scores: object, as_json: bool) -> None:
         print(f"{title}: {scores.format()}")  # type: ignore[attr-defined]
 
 
+def _translate_with_ray(args: argparse.Namespace) -> int:
+    from seq2seq_rnn.integrations import require_ray
+
+    if not args.input or args.output is None:
+        raise UsageError("--ray translates files: give --input FILE... and --output DIR")
+    if len(args.run_dirs) > 1 or len(args.checkpoint or []) > 1 or args.attention_plot is not None:
+        raise UsageError("--ray decodes with one model and writes no attention plots")
+    if args.actors < 1:
+        raise UsageError(f"--actors must be at least 1, got {args.actors}")
+    require_ray("translate --ray")
+    from seq2seq_rnn.integrations.ray import translate_files
+
+    outs = translate_files(
+        args.run_dirs[0],
+        args.input,
+        args.output,
+        actors=args.actors,
+        gpus_per_actor=args.gpus_per_actor,
+        address=args.address,
+        checkpoint=(args.checkpoint or ["best"])[0],
+        device=args.device,
+        quantize=args.quantize,
+        beam_size=args.beam_size,
+        batch_size=args.batch_size,
+    )
+    for out in outs:
+        print(out)
+    return 0
+
+
 def cmd_translate(args: argparse.Namespace) -> int:
+    if args.ray or args.input or args.output:
+        if not args.ray:
+            raise UsageError("--input/--output go with --ray (without it, translate reads stdin)")
+        return _translate_with_ray(args)
     translator = _translator(args)
     stdin = open(sys.stdin.fileno(), encoding="utf-8", errors="replace", newline="\n", closefd=False)  # noqa: SIM115
     if stdin.isatty() and args.attention_plot is None:
