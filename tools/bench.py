@@ -174,25 +174,111 @@ def bench_cells(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+def _plain_decode(model: Any, ids: list[list[int]], decode: Any, device: Any) -> list[list[Any]]:
+    """Yesterday's corpus decoding: the same length-sorted batches, the plain searches."""
+    from seq2seq_rnn.data.batching import collate, sentence_batches
+    from seq2seq_rnn.data.tokenizer import BOS_ID, EOS_ID
+    from seq2seq_rnn.search import max_lengths
+    from seq2seq_rnn.search_reference import plain_beam_search, plain_greedy_search
+
+    results: list[list[Any]] = [[] for _ in ids]
+    todo = [i for i, seq in enumerate(ids) if seq]
+    for chunk in sentence_batches([len(ids[i]) for i in todo], decode.batch_size):
+        index = [todo[j] for j in chunk]
+        batch = collate([ids[i] for i in index], None).to(device)
+        caps = max_lengths(batch.src_lengths, decode.max_length_ratio, decode.max_length_offset)
+        if decode.beam_size == 1:
+            hyps = [[h] for h in plain_greedy_search(model, batch.src, batch.src_lengths, caps, BOS_ID, EOS_ID)]
+        else:
+            hyps = plain_beam_search(
+                model, batch.src, batch.src_lengths, caps, BOS_ID, EOS_ID, decode.beam_size, decode.length_penalty
+            )
+        for i, h in zip(index, hyps, strict=True):
+            results[i] = h
+    return results
+
+
 def bench_decode(args: argparse.Namespace) -> dict[str, Any]:
-    """Sentences/second on the recipe's test split with a trained run."""
+    """test split of a trained run, batch 64: yesterday's greedy and beam 5 (plain search, fp32) and
+    today's at fp32 and int8; BLEU of each, identical lines, the matmul peak in the same process.
+
+    ``beam5_peak_gflop_seconds`` = beam-5 seconds × peak GFLOP/s, the machine-independent
+    figure of issue #12 (target ≤ 1,000 for 1,000 sentences)."""
     from seq2seq_rnn.data.corpus import load_split
+    from seq2seq_rnn.decoding import decode_ids, encode_sources, settings
+    from seq2seq_rnn.metrics import score
+    from seq2seq_rnn.quantize import quantize_int8
     from seq2seq_rnn.translator import Translator
 
     if not (Path(args.run_dir) / "recipe.yaml").is_file():
         return {"skipped": f"no trained run at {args.run_dir}"}
-    translator = Translator.load(args.run_dir)
-    sources = load_split(translator.recipe.data, "test").sources
-    out: dict[str, Any] = {"sentences": len(sources)}
+    peak = bench_peak(args)["peak_gflops"]
+    translator = Translator.load(args.run_dir, args.checkpoint, "cpu" if _device().type == "cpu" else "auto")
+    recipe, tok, dev = translator.recipe, translator.tokenizer, translator.device
+    corpus = load_split(recipe.data, "test")
+    sources, refs = corpus.sources[: args.decode_sentences or None], corpus.targets[: args.decode_sentences or None]
+    ids = encode_sources(tok, sources, recipe.max_source_length)
+    models = {"fp32": translator.model}
+    if dev.type == "cpu":
+        models["int8"] = quantize_int8(translator.model)
+    out: dict[str, Any] = {"sentences": len(sources), "checkpoint": args.checkpoint, "peak_gflops": peak}
+    texts: dict[str, list[str]] = {}
+    runs = [
+        (s, beam, w) for beam in (1, 5) for s, w in (("old", "fp32"), ("new", "fp32"), ("new", "int8")) if w in models
+    ]
+    for search, beam, weights in runs:
+        decode = settings(recipe.decode, beam_size=beam, batch_size=64)
+        fn = _plain_decode if search == "old" else decode_ids
+        start = time.perf_counter()
+        found = fn(models[weights], ids, decode, dev)
+        seconds = time.perf_counter() - start
+        name = f"{search}_beam{beam}_{weights}"
+        texts[name] = tok.decode_target([hyps[0].tokens if hyps else [] for hyps in found])
+        bleu = score(texts[name], refs, recipe.evaluate.tokenize, recipe.evaluate.lowercase).bleu
+        out[f"{name}_seconds"] = seconds
+        out[f"{name}_bleu"] = bleu
+        print(f"  {name}: {seconds:.2f} s, BLEU {bleu:.2f}", file=sys.stderr, flush=True)
     for beam in (1, 5):
-        for batch_size in (64, 1):
-            subset = sources if batch_size > 1 else sources[: args.single_sentences]
-            start = time.perf_counter()
-            translator.translate(subset, beam_size=beam, batch_size=batch_size)
-            seconds = time.perf_counter() - start
-            out[f"beam{beam}_batch{batch_size}_sent_per_sec"] = len(subset) / seconds
-            if batch_size > 1:
-                out[f"beam{beam}_batch{batch_size}_total_seconds"] = seconds
+        old, new = f"old_beam{beam}_fp32", f"new_beam{beam}_fp32"
+        out[f"beam{beam}_old_over_new"] = out[f"{old}_seconds"] / out[f"{new}_seconds"]
+        out[f"beam{beam}_identical_old_new"] = sum(a == b for a, b in zip(texts[old], texts[new], strict=True))
+        if "int8" in models:
+            fp, q = f"new_beam{beam}_fp32", f"new_beam{beam}_int8"
+            out[f"beam{beam}_fp32_over_int8"] = out[f"{fp}_seconds"] / out[f"{q}_seconds"]
+            out[f"beam{beam}_int8_bleu_change"] = out[f"{q}_bleu"] - out[f"{fp}_bleu"]
+            out[f"beam{beam}_identical_fp32_int8"] = sum(a == b for a, b in zip(texts[fp], texts[q], strict=True))
+    for search in ("old", "new"):
+        out[f"{search}_beam5_fp32_peak_gflop_seconds"] = out[f"{search}_beam5_fp32_seconds"] * peak
+    return out
+
+
+def bench_ray_translate(args: argparse.Namespace) -> dict[str, Any]:
+    """translate --ray over the test split's source file with 1 and 2 actors (local cluster), sentences/s."""
+    import tempfile
+
+    from seq2seq_rnn.data.corpus import load_split
+    from seq2seq_rnn.integrations.ray import translate_files
+    from seq2seq_rnn.translator import Translator
+
+    if not (Path(args.run_dir) / "recipe.yaml").is_file():
+        return {"skipped": f"no trained run at {args.run_dir}"}
+    import ray
+
+    sources = load_split(Translator.load(args.run_dir).recipe.data, "test").sources[: args.decode_sentences or None]
+    out: dict[str, Any] = {"sentences": len(sources), "beam_size": 5}
+    with tempfile.TemporaryDirectory(prefix="r", dir="/tmp") as tmp:
+        src = Path(tmp) / "test.src"
+        src.write_text("\n".join(sources) + "\n", encoding="utf-8")
+        ray.init(num_cpus=os.cpu_count(), _temp_dir=str(Path(tmp) / "ray"), logging_level="ERROR")
+        try:
+            for actors in (1, 2):
+                start = time.perf_counter()
+                translate_files(args.run_dir, [src], Path(tmp) / f"out{actors}", actors=actors, beam_size=5, threads=1)
+                seconds = time.perf_counter() - start
+                out[f"actors{actors}_seconds"] = seconds
+                out[f"actors{actors}_sent_per_sec"] = len(sources) / seconds
+        finally:
+            ray.shutdown()
     return out
 
 
@@ -212,7 +298,9 @@ BENCHES = {
     "cells": bench_cells,
     "decode": bench_decode,
     "data": bench_data,
+    "ray_translate": bench_ray_translate,
 }
+DEFAULT = ["peak", "train", "cells", "decode", "data"]  # ray_translate on request (--only ray_translate)
 
 
 # ------------------------------------------------------------------ driver
@@ -252,11 +340,12 @@ def main() -> int:
     parser.add_argument("--recipe", default=str(ROOT / "recipes" / "multi30k_de_en_lstm.yaml"))
     parser.add_argument("--run-dir", default=str(ROOT / "runs" / "multi30k_de_en_lstm"))
     parser.add_argument("--json", default="bench.json")
-    parser.add_argument("--only", default=",".join(BENCHES))
+    parser.add_argument("--only", default=",".join(DEFAULT), help=f"comma-separated: {', '.join(BENCHES)}")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=0, help="torch threads; 0 = torch's default")
     parser.add_argument("--cell-hidden", type=int, default=512)
-    parser.add_argument("--single-sentences", type=int, default=100, help="sentences decoded one at a time")
+    parser.add_argument("--checkpoint", default="best", help="decode: best, last or a path")
+    parser.add_argument("--decode-sentences", type=int, default=0, help="decode: first N test sentences; 0 = all")
     parser.add_argument("--data-sizes", default="30k,300k,3M", help="--only data: corpus sizes in pairs")
     parser.add_argument("--data-ray-sizes", default="30k,300k", help="--only data: sizes with a 2-worker Ray run")
     parser.add_argument("--data-work", default=str(ROOT / "runs" / "bench-data"), help="--only data: scratch folder")
