@@ -132,3 +132,21 @@ def test_parallel_tokenization_equals_one_process(tmp_path):
     rows = np.arange(len(parallel))
     assert parallel.ids(rows) == trainer.data.train.ids(rows)
     assert np.array_equal(parallel.src_lengths, trainer.data.train.src_lengths)
+
+
+def test_a_build_killed_halfway_leaves_nothing_that_is_reused(tmp_path):
+    from seq2seq_rnn.data.cache import cached
+
+    entry = tmp_path / "entry"
+    (tmp_path / ".entry.tmp-99999").mkdir()  # a build killed by SIGKILL
+    (tmp_path / ".entry.tmp-99999" / "half.arrow").write_bytes(b"x")
+
+    def fail(folder):
+        (folder / "part").write_text("half")
+        raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError):
+        cached(entry, fail)
+    assert not entry.exists() and not list(tmp_path.glob(".entry.tmp-*"))
+    meta, hit = cached(entry, lambda folder: {"n": 1})
+    assert (meta, hit) == ({"n": 1}, False) and cached(entry, fail) == ({"n": 1}, True)

@@ -66,9 +66,10 @@ def cached(folder: Path, build: Callable[[Path], dict[str, Any]]) -> tuple[dict[
     with FileLock(str(folder) + ".lock"):
         if meta_file.is_file():  # built by another process while we waited
             return json.loads(meta_file.read_text(encoding="utf-8")), True
-        tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
+        for stale in folder.parent.glob(f".{folder.name}.tmp-*"):  # left by a killed build (we hold the lock)
+            shutil.rmtree(stale, ignore_errors=True)
         shutil.rmtree(folder, ignore_errors=True)  # an entry without meta.json is unfinished
+        tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
         tmp.mkdir(parents=True)
         try:
             meta = build(tmp)
