@@ -419,7 +419,7 @@ def cmd_list_cells(args: argparse.Namespace) -> int:
     entries = CELLS.entries()
     width = max(len(e.name) for e in entries)
     for entry in entries:
-        print(f"{entry.name:<{width}}  {entry.origin}")
+        print(f"{entry.name:<{width}}  {f'unusable: {entry.conflict}' if entry.conflict else entry.origin}")
     return 0
 
 

@@ -225,6 +225,18 @@ def test_two_distributions_providing_one_name(site: Path, group: str, request: p
     assert registry.get("other").__name__ == "OtherCell"  # and so does the other name of one of the two
 
 
+def test_list_cells_shows_a_conflict(site: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    import seq2seq_rnn.components as components
+    from seq2seq_rnn.cli import main
+
+    install_dist(site, "acme-cells", "1.2.3", {CELLS.group: {"test_clash": "acme.cells:Cell"}})
+    install_dist(site, "other-cells", "0.4", {CELLS.group: {"test_clash": "other.cells:Cell"}})
+    monkeypatch.setattr(components, "CELLS", cell_registry(CELLS.group))
+    assert main(["list-cells"]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("test_clash"))
+    assert "unusable:" in line and "acme-cells 1.2.3" in line and "other-cells 0.4" in line
+
+
 def test_a_conflict_fails_only_recipes_using_that_name(site: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import seq2seq_rnn.config as config
 
