@@ -102,8 +102,9 @@ def test_two_workers_match_one_process_with_the_same_global_batch(ray_cluster, t
     assert train_lines and all(m["tokens_per_sec"] > 0 for m in train_lines)  # summed over both ranks
 
     # The run directory is a normal one: the same files, and translate/evaluate read it.
-    for name in ("recipe.yaml", "metrics.jsonl", "checkpoints/last.pt", "checkpoints/best.pt"):
+    for name in ("recipe.yaml", "metrics.jsonl", "data.json", "checkpoints/last.pt", "checkpoints/best.pt"):
         assert (two / name).is_file(), name
+    assert json.loads((two / "data.json").read_text())["train_pairs"] == 600  # the model card's counts
     assert any((two / "tokenizer").glob("*.model"))
     from seq2seq_rnn.config import load_recipe
     from seq2seq_rnn.translator import Translator

@@ -2,7 +2,7 @@
 
 Every worker trains in its own scratch run directory on its node. A checkpoint
 reported to Ray is a *snapshot of a whole run directory* (recipe.yaml,
-tokenizer/, checkpoints/last.pt + best.pt, metrics.jsonl, train.log), so the
+tokenizer/, checkpoints/last.pt + best.pt, metrics.jsonl, data.json, train.log), so the
 latest checkpoint in Ray's storage is itself a run directory that
 ``seq2seq-rnn translate/evaluate`` can read, and restoring it is a copy.
 """
@@ -28,7 +28,7 @@ from seq2seq_rnn.train import Hooks, Trainer
 
 log = logging.getLogger("seq2seq_rnn.integrations.ray")
 
-STATE_FILES = (MARKER_NAME, "metrics.jsonl", "train.log", "checkpoints/last.pt", "checkpoints/best.pt")
+STATE_FILES = (MARKER_NAME, "metrics.jsonl", "data.json", "train.log", "checkpoints/last.pt", "checkpoints/best.pt")
 # Test-only fault injection (see tests/test_ray_integration.py): the last rank exits hard
 # before step K, once (the marker file remembers that it happened).
 CRASH_AT_STEP_ENV = "SEQ2SEQ_RNN_TEST_CRASH_AT_STEP"
