@@ -472,7 +472,7 @@ class SweepConfig(Section):
 
 
 class Recipe(Section):
-    name: str = "experiment"
+    name: str = Field(default="experiment", description="names the default run folder, runs/<name>")
     seed: int = Field(default=1, ge=0, le=2**32 - 1, description="0 … 2**32 - 1")
     plugins: list[str] = Field(
         default=[],
@@ -492,6 +492,16 @@ class Recipe(Section):
     def max_source_length(self) -> int:
         """Source subwords kept at translation (longer input is cut, with a warning)."""
         return self.decode.max_source_length or 2 * self.data.max_length
+
+    @field_validator("name")
+    @classmethod
+    def _folder_name(cls, name: str) -> str:
+        if not 1 <= len(name) <= 100 or name in (".", "..") or "/" in name or "\\" in name or not name.isprintable():
+            raise ValueError(
+                "must be 1-100 printable characters without '/' or '\\', and not '.' or '..' "
+                "(it names the default run folder runs/<name>)"
+            )
+        return name
 
     def to_dict(self) -> dict[str, Any]:
         raw = self.model_dump(mode="json")

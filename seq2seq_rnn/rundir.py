@@ -16,14 +16,17 @@ Why a marker: ``--output-dir .`` or a typo must never overwrite a user's
 README.md or delete a folder called ``tokenizer/``. A folder is written to only
 if it is new, empty, or carries the marker; anything else is refused unchanged.
 
-Why a kernel lock (``flock``): two processes writing one run would leave a
-recipe, model card and weights from different runs. The kernel drops the lock
-when its holder exits, even by SIGKILL, so a crashed run never blocks the next.
+Why a kernel lock: two processes writing one run would leave a recipe, model
+card and weights from different runs. The kernel drops the lock when its holder
+exits, even by SIGKILL, so a crashed run never blocks the next. It is a POSIX
+record lock (``lockf``), not ``flock``: a forked child (``datasets``' map workers)
+does not inherit it, so a child outliving a killed trainer never holds the run.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import logging
@@ -231,7 +234,7 @@ class RunDir:
             yield
         finally:
             del _HELD[key]
-            os.close(fd)  # releases the flock
+            os.close(fd)  # releases the lock (the only descriptor of this file the process has open)
 
     def _acquire(self, command: str) -> int:
         try:
@@ -239,8 +242,11 @@ class RunDir:
         except OSError as exc:
             raise RunDirError(f"cannot write to the run directory {self.path}: {exc}") from None
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in (errno.EACCES, errno.EAGAIN):
+                os.close(fd)
+                raise RunDirError(f"cannot lock the run directory {self.path}: {exc}") from None
             holder = _read_holder(fd)
             os.close(fd)
             raise RunDirError(

@@ -134,6 +134,15 @@ def test_sizes_that_multiply_into_an_impossible_model_are_refused_at_validation(
         load_recipe(TINY, overrides)
 
 
+@pytest.mark.parametrize("name", ["../../elsewhere", "a/b", "..", "", "x" * 101, "tab\there"])
+def test_a_recipe_name_is_one_plain_folder_name(name):
+    """``name`` becomes the default run folder runs/<name>: it may not climb out of runs/."""
+    raw = tiny_raw()
+    raw["name"] = name
+    with pytest.raises(ConfigError, match="name: must be 1-100 printable characters"):
+        validate_recipe(raw)
+
+
 def test_the_cli_refuses_an_infinite_learning_rate_with_exit_2(tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["train", str(TINY), "--output-dir", str(run), "--set", "train.optimizer.lr=.inf"]) == 2

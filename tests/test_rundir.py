@@ -31,17 +31,27 @@ def snapshot(folder: Path) -> dict[str, tuple[bytes | None, int]]:
     return out
 
 
-def hold_lock(run: Path) -> subprocess.Popen[str]:
-    """Another process that holds ``run``'s writer lock until killed."""
+def hold_lock(run: Path, fork_child: bool = False) -> subprocess.Popen[str]:
+    """Another process that holds ``run``'s writer lock until killed (optionally with a forked child
+    that outlives it, as a data worker of a killed trainer may)."""
     code = (
-        "import sys, time; from pathlib import Path; from seq2seq_rnn.rundir import RunDir\n"
+        "import os, sys, time; from pathlib import Path; from seq2seq_rnn.rundir import RunDir\n"
         "run = RunDir(Path(sys.argv[1])); run.claim(); held = run.lock('test holder'); held.__enter__()\n"
-        "print('locked', flush=True); time.sleep(600)\n"
+        "child = os.fork() if sys.argv[2] == '1' else -1\n"
+        "if child == 0: time.sleep(60); os._exit(0)\n"
+        "print('locked', child, flush=True); time.sleep(600)\n"
     )
     proc = subprocess.Popen(
-        [sys.executable, "-c", code, str(run)], cwd=ROOT, env=cli_env(), stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", code, str(run), "1" if fork_child else "0"],
+        cwd=ROOT,
+        env=cli_env(),
+        stdout=subprocess.PIPE,
+        text=True,
     )
-    assert proc.stdout is not None and proc.stdout.readline().strip() == "locked"
+    assert proc.stdout is not None
+    line = proc.stdout.readline().split()
+    assert line[0] == "locked"
+    proc.child_pid = int(line[1])  # type: ignore[attr-defined]
     return proc
 
 
@@ -107,7 +117,7 @@ def test_a_start_killed_before_its_first_checkpoint_is_cleaned_of_our_files_only
 # ------------------------------------------------------------ class 2: one writer
 def test_a_second_writer_fails_at_once_naming_the_holder_and_kill_9_frees_the_run(tmp_path, capsys):
     run = tmp_path / "run"
-    holder = hold_lock(run)
+    holder = hold_lock(run, fork_child=True)
     try:
         assert main(["train", str(TINY), "--output-dir", str(run), *SETTINGS]) == 2
         err = capsys.readouterr().err
@@ -120,8 +130,12 @@ def test_a_second_writer_fails_at_once_naming_the_holder_and_kill_9_frees_the_ru
     finally:
         holder.send_signal(signal.SIGKILL)
         holder.wait()
-    with RunDir(run).lock("after the holder died"):  # the kernel released it with the process
-        assert f"pid {os.getpid()}" in (run / LOCK_NAME).read_text()
+    try:  # the kernel released it with the process, though its forked child still runs
+        os.kill(holder.child_pid, 0)  # type: ignore[attr-defined]
+        with RunDir(run).lock("after the holder died"):
+            assert f"pid {os.getpid()}" in (run / LOCK_NAME).read_text()
+    finally:
+        os.kill(holder.child_pid, signal.SIGKILL)  # type: ignore[attr-defined]
 
 
 def test_the_lock_is_reentrant_within_one_process(tmp_path):
