@@ -176,17 +176,20 @@ def topk_rows(x: Tensor, k: int, block: int = 128) -> tuple[Tensor, Tensor]:
 
     A row's k best values lie in the k blocks (of ``block`` columns) with the
     highest maxima, so one pass of block maxima and a topk over k·block values
-    replace the topk over V (which torch runs as a slow partial sort per row)."""
+    (plus the V mod block columns left over) replace the topk over V, which torch
+    runs as a slow partial sort per row."""
     rows, vocab = x.shape
     if vocab < 4 * block or k > vocab // block:
         return x.topk(k, dim=1)
-    pad = -vocab % block
-    padded = torch.nn.functional.pad(x, (0, pad), value=float("-inf")) if pad else x
-    blocks = padded.view(rows, -1, block)  # (R, V / block, block)
+    whole = vocab - vocab % block
+    blocks = x[:, :whole].view(rows, whole // block, block)  # (R, V / block, block), no copy
     best_blocks = blocks.amax(dim=2).topk(k, dim=1).indices  # (R, k)
     inside = blocks.gather(1, best_blocks.unsqueeze(2).expand(rows, k, block)).view(rows, k * block)
+    if whole < vocab:
+        inside = torch.cat([inside, x[:, whole:]], dim=1)  # (R, k·block + V mod block)
     values, index = inside.topk(k, dim=1)  # (R, k)
-    return values, best_blocks.gather(1, index // block) * block + index % block
+    in_block = best_blocks.gather(1, (index // block).clamp(max=k - 1)) * block + index % block
+    return values, torch.where(index < k * block, in_block, index - k * block + whole)
 
 
 def _row_candidates(logits: Tensor, beams: _Beams, live: Tensor | None, t: int, eos: int) -> tuple[Tensor, Tensor]:
