@@ -245,7 +245,7 @@ def _check(raw: dict[str, Any]) -> Recipe | None:
     return recipe
 
 
-@settings(max_examples=300, deadline=3000, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(_schema_recipe())
 def test_schema_generated_recipes_are_valid_or_a_config_error(raw):
     recipe = _check(raw)
