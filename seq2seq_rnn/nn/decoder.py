@@ -89,7 +89,7 @@ class Decoder(nn.Module):
             state = cell.initial_state(batch, summary.device, summary.dtype)
             if self.bridge is not None:
                 state = tuple(
-                    torch.tanh(proj(summary)) if isinstance(proj, nn.Linear) else s
+                    s if isinstance(proj, nn.Identity) else torch.tanh(proj(summary))  # any Linear, int8 too
                     for proj, s in zip(self.bridge[layer], state, strict=True)
                 )
             states.append(state)
