@@ -8,13 +8,15 @@ training step). Each measurement runs in a fresh process so that its peak RSS
 (``ru_maxrss``) is its own:
 
 - ``cold``: an empty data cache and run directory → read, train the tokenizer,
-  tokenize, build the model, one training step. ``pairs_per_sec`` = pairs / prep time.
+  tokenize, build the model, one training step. ``data_seconds``: the data part of
+  ``prep_seconds`` (``Trainer.prepare_data``); ``pairs_per_sec`` = pairs / data_seconds.
 - ``warm``: the same run resumed (``--resume``) with the cache from ``cold``.
 - ``ray2``: ``--workers 2`` on a local Ray cluster (warm cache), peak RSS of each
   Ray Train worker (its ``VmHWM``) and of the driver.
 
-Run against another checkout (e.g. the code before a change) with
-``PYTHONPATH=/path/to/checkout``; ``code`` in the output says which was used.
+``--compare /path/to/checkout`` (e.g. ``git worktree add --detach /tmp/before <commit>``)
+measures that checkout too, interleaved size by size; ``code`` in each row says which
+code ran.
 Not a test: nothing here asserts a time.
 """
 
@@ -85,6 +87,8 @@ def phase_step(args: argparse.Namespace) -> dict[str, Any]:
     recipe = load_recipe(args.recipe, overrides(Path(args.src), Path(args.tgt)))
     started = time.perf_counter()
     trainer = Trainer(recipe, Path(args.run), resume=args.phase == "warm")
+    name = "prepare_data" if hasattr(trainer, "prepare_data") else "_prepare_data"  # before: private
+    data_seconds = _timed(trainer, name)
     trainer.prepare()
     prep = time.perf_counter() - started
     if hasattr(trainer.sampler, "plan"):  # the Arrow data path
@@ -98,11 +102,28 @@ def phase_step(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "code": str(Path(seq2seq_rnn.__file__).parent.parent),
         "prep_seconds": round(prep, 2),
+        "data_seconds": round(data_seconds[0], 2),  # of prep: read + tokenizer + tokenize (or cache hits)
         "to_first_step_seconds": round(first_step, 2),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         # the largest of its finished child processes (e.g. Dataset.map's num_proc workers)
         "children_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024),
     }
+
+
+def _timed(obj: Any, name: str) -> list[float]:
+    """Wrap obj.name to record its duration in the returned list's first item."""
+    seconds = [0.0]
+    method = getattr(obj, name)
+
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return method(*args, **kwargs)
+        finally:
+            seconds[0] += time.perf_counter() - started
+
+    setattr(obj, name, timed)
+    return seconds
 
 
 def phase_ray(args: argparse.Namespace) -> dict[str, Any]:
@@ -183,29 +204,50 @@ def _child(phase: str, extra: list[str], env: dict[str, str]) -> dict[str, Any]:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def bench(sizes: list[int], work: Path, recipe: str, ray_sizes: list[int], threads: int) -> dict[str, Any]:
+def bench(
+    sizes: list[int],
+    work: Path,
+    recipe: str,
+    ray_sizes: list[int],
+    threads: int,
+    compare: str = "",
+    compare_sizes: tuple[int, ...] = (30_000, 300_000),
+) -> dict[str, Any]:
+    """Each size with this checkout; with ``compare`` (another checkout's root), that one's
+    phases interleaved with these, size by size, so both see the same minutes of a shared machine."""
     results: dict[str, Any] = {}
     work = work.resolve()
     for n in sizes:
         src, tgt = make_corpus(n, work / "corpora")
-        cache, run = work / f"cache{n}", work / f"run{n}"
-        for folder in (cache, run, work / f"ray{n}"):
-            shutil.rmtree(folder, ignore_errors=True)
-        env = {**os.environ, "SEQ2SEQ_RNN_CACHE": str(cache), "OMP_NUM_THREADS": str(threads)}
-        common = ["--recipe", recipe, "--src", str(src), "--tgt", str(tgt), "--threads", str(threads)]
-        row = {"pairs": n}
-        cold = _child("cold", [*common, "--run", str(run)], env)
-        row["cold"] = cold
-        if "prep_seconds" in cold:
-            row["pairs_per_sec"] = round(n / cold["prep_seconds"])
-        row["warm"] = _child("warm", [*common, "--run", str(run)], env)
-        if n in ray_sizes:
-            row["ray2"] = _child("ray", [*common, "--run", str(work / f"ray{n}")], {**env, "RAY_AUTH_MODE": "disabled"})
-        results[f"{n}"] = row
-        print(json.dumps(row), flush=True)
-        shutil.rmtree(run, ignore_errors=True)
-        shutil.rmtree(work / f"ray{n}", ignore_errors=True)
+        codes = {"": "", **({"before:": compare} if compare and n in compare_sizes else {})}
+        for label, pythonpath in codes.items():
+            row = _one_size(n, src, tgt, work, recipe, n in ray_sizes, threads, pythonpath)
+            results[f"{label}{n}"] = row
+            print(json.dumps({label or "this": row}), flush=True)
     return results
+
+
+def _one_size(
+    n: int, src: Path, tgt: Path, work: Path, recipe: str, with_ray: bool, threads: int, pythonpath: str
+) -> dict[str, Any]:
+    cache, run, ray_run = work / f"cache{n}", work / f"run{n}", work / f"ray{n}"
+    for folder in (cache, run, ray_run):
+        shutil.rmtree(folder, ignore_errors=True)
+    env = {**os.environ, "SEQ2SEQ_RNN_CACHE": str(cache), "OMP_NUM_THREADS": str(threads)}
+    if pythonpath:
+        env["PYTHONPATH"] = pythonpath
+    common = ["--recipe", recipe, "--src", str(src), "--tgt", str(tgt), "--threads", str(threads)]
+    row: dict[str, Any] = {"pairs": n}
+    cold = _child("cold", [*common, "--run", str(run)], env)
+    row["cold"] = cold
+    if "data_seconds" in cold:
+        row["pairs_per_sec"] = round(n / cold["data_seconds"])
+    row["warm"] = _child("warm", [*common, "--run", str(run)], env)
+    if with_ray:
+        row["ray2"] = _child("ray", [*common, "--run", str(ray_run)], {**env, "RAY_AUTH_MODE": "disabled"})
+    shutil.rmtree(run, ignore_errors=True)
+    shutil.rmtree(ray_run, ignore_errors=True)
+    return row
 
 
 def main() -> int:
@@ -216,6 +258,8 @@ def main() -> int:
     parser.add_argument("--recipe", default=str(ROOT / "recipes" / "multi30k_de_en_lstm.yaml"))
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", default="")
+    parser.add_argument("--compare", default="", help="root of another checkout to measure interleaved (before/after)")
+    parser.add_argument("--compare-sizes", default="30k,300k", help="sizes at which --compare runs too")
     parser.add_argument("--phase", help=argparse.SUPPRESS)
     parser.add_argument("--src", help=argparse.SUPPRESS)
     parser.add_argument("--tgt", help=argparse.SUPPRESS)
@@ -227,7 +271,8 @@ def main() -> int:
         return 0
     sizes = [parse_size(s) for s in args.sizes.split(",") if s]
     ray_sizes = [parse_size(s) for s in args.ray_sizes.split(",") if s]
-    results = bench(sizes, Path(args.work), args.recipe, ray_sizes, args.threads)
+    compare_sizes = tuple(parse_size(s) for s in args.compare_sizes.split(",") if s)
+    results = bench(sizes, Path(args.work), args.recipe, ray_sizes, args.threads, args.compare, compare_sizes)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     return 0
