@@ -33,7 +33,9 @@ class Decodable(Protocol):
     def decode_step(
         self, prev: Tensor, state: tuple[Tensor, ...], memory: tuple[Tensor, ...], rows: Tensor | None = None
     ) -> tuple[Tensor, tuple[Tensor, ...], Tensor | None]:
-        """prev (N,) → logits (N, V) (only for ``rows`` (R,) when given: (R, V)), new state, attention (N, S)."""
+        """prev (N,) → logits (N, V) (only for ``rows`` (R,) when given: (R, V)), new state, attention (N, S).
+
+        ``memory`` has N rows, or B = N / K rows when the K beams of each sentence share it."""
         ...
 
 
@@ -159,16 +161,17 @@ class _Beams:
         self.hyp_len = torch.zeros(batch * k, dtype=torch.long, device=device)  # (N,)
         self.history: Tensor | None = None  # (N, t, S) attention, when requested
 
-    def select(self, sentences: list[int], device: torch.device) -> Tensor:
-        """Keep only the given sentences (positions in ``alive``); returns the row index (N',) used."""
+    def select(self, sentences: list[int], device: torch.device) -> tuple[Tensor, Tensor]:
+        """Keep only the given sentences (positions in ``alive``); returns their indices (B',) and rows (N',)."""
         rows = _index([s * self.k + j for s in sentences for j in range(self.k)], device)
+        kept = _index(sentences, device)
         self.alive = [self.alive[s] for s in sentences]
-        self.scores = self.scores.index_select(0, _index(sentences, device))
+        self.scores = self.scores.index_select(0, kept)
         self.tokens = self.tokens.index_select(0, rows)
         self.finished = self.finished.index_select(0, rows)
         self.hyp_len = self.hyp_len.index_select(0, rows)
         self.history = self.history.index_select(0, rows) if self.history is not None else None
-        return rows
+        return kept, rows
 
 
 def topk_rows(x: Tensor, k: int, block: int = 128) -> tuple[Tensor, Tensor]:
@@ -257,7 +260,7 @@ def beam_search(
     """
     batch, k, device = src.size(0), beam_size, src.device
     memory, state = model.encode(src, lengths)
-    memory, state = _repeat(memory, k), _repeat(state, k)  # keys were projected once per sentence, in encode
+    state = _repeat(state, k)  # (N, ·); memory and its projected keys stay one row per sentence (B, S, ·)
     beams = _Beams(batch, k, caps.tolist(), device, bos)
     src_lens = lengths.tolist()
     out: list[list[Hypothesis]] = [[] for _ in range(batch)]
@@ -291,8 +294,8 @@ def beam_search(
             else:
                 stay.append(s)
         if len(stay) < n_sent:
-            keep = beams.select(stay, device)
-            state, memory = _select(state, keep), _select(memory, keep)
+            kept, keep = beams.select(stay, device)
+            state, memory = _select(state, keep), _select(memory, kept)
             finished = [finished[s * k + j] for s in stay for j in range(k)]
         live = None if not any(finished) else _index([r for r, f in enumerate(finished) if not f], device)
     return out

@@ -138,6 +138,8 @@ class Decoder(nn.Module):
         """One step: prev tokens (B,) → logits (B, V), new flat state, attention (B, S).
 
         ``rows`` (R,): compute logits only for these rows, (R, V) (search skips finished hypotheses).
+        ``mem`` may have B = N / K rows: rows b·K … b·K + K − 1 of ``prev`` then share sentence b's
+        memory (beam search does not copy the memory K times).
         """
         return self._step(prev, flat, mem, _Masks(None, [None] * len(self.cells), None), rows)
 
@@ -149,12 +151,13 @@ class Decoder(nn.Module):
         if feed is not None:
             x = torch.cat([x, feed], dim=-1)
         top, states = self._layer_step(x, states, masks.layers)
-        att, weights = self._attend(top.unsqueeze(1), mem)
-        att = att.squeeze(1)  # (B, H)
+        n, b = top.size(0), mem.memory.size(0)  # memory may hold one row per sentence for its n / b beams
+        att, weights = self._attend(top.view(b, n // b, -1), mem)  # (B, K, H): a sentence's beams as its queries
+        att = att.reshape(n, -1)  # (N, H)
         out = self.output_dropout(att, masks.output)
         logits = self.output(out if rows is None else out.index_select(0, rows))
         feed_out = (att,) if self.input_feeding else ()
-        return logits, flatten_states(states) + feed_out, (weights.squeeze(1) if weights is not None else None)
+        return logits, flatten_states(states) + feed_out, (weights.reshape(n, -1) if weights is not None else None)
 
     def forward(self, tgt_in: Tensor, flat: tuple[Tensor, ...], mem: Memory) -> Tensor:
         """Teacher forcing: tgt_in (B, T) → logits (B, T, V)."""
