@@ -4,6 +4,7 @@ Helpers (the small recipe, run_cli, ...) live in tests/helpers.py."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import tempfile
 from collections.abc import Callable
@@ -13,8 +14,16 @@ import pytest
 
 from tests.helpers import TINY, run_cli, small_overrides
 
-# One data cache per test session (inherited by CLI subprocesses and Ray workers), never ~/.cache.
-os.environ.setdefault("SEQ2SEQ_RNN_CACHE", tempfile.mkdtemp(prefix="seq2seq-rnn-test-cache-"))
+# One data cache per test session (inherited by CLI subprocesses and Ray workers), never ~/.cache;
+# removed at the end of the session unless the caller chose it.
+_SESSION_CACHE = None if "SEQ2SEQ_RNN_CACHE" in os.environ else tempfile.mkdtemp(prefix="seq2seq-rnn-test-cache-")
+if _SESSION_CACHE:
+    os.environ["SEQ2SEQ_RNN_CACHE"] = _SESSION_CACHE
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if _SESSION_CACHE:
+        shutil.rmtree(_SESSION_CACHE, ignore_errors=True)
 
 
 @pytest.fixture
