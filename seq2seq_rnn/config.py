@@ -52,6 +52,16 @@ class SplitConfig(Section):
     limit: int | None = Field(default=None, ge=1, le=MAX_COUNT, description="keep the first N pairs")
 
 
+# What each data.format reads from a split section; every other split key is an error.
+SPLIT_KEYS: dict[str, tuple[str, ...]] = {
+    "text": ("source", "target"),
+    "tsv": ("path",),
+    "jsonl": ("path",),
+    "parquet": ("path",),
+    "hub": ("split",),
+}
+
+
 class DataConfig(Section):
     source_lang: str
     target_lang: str
@@ -71,13 +81,7 @@ class DataConfig(Section):
 
     @model_validator(mode="after")
     def _check_splits(self) -> DataConfig:
-        need = {
-            "text": ("source", "target"),
-            "tsv": ("path",),
-            "jsonl": ("path",),
-            "parquet": ("path",),
-            "hub": ("split",),
-        }[self.format]
+        need = SPLIT_KEYS[self.format]
         for split_name in ("train", "validation", "test"):
             split = getattr(self, split_name)
             if split is None:
@@ -98,13 +102,7 @@ class DataConfig(Section):
 
     @model_validator(mode="after")
     def _check_unused_keys(self) -> DataConfig:
-        need = {
-            "text": ("source", "target"),
-            "tsv": ("path",),
-            "jsonl": ("path",),
-            "parquet": ("path",),
-            "hub": ("split",),
-        }[self.format]
+        need = SPLIT_KEYS[self.format]
         for split_name in ("train", "validation", "test"):
             split = getattr(self, split_name)
             for key in ("source", "target", "path", "split"):
