@@ -76,3 +76,31 @@ def load_layernorm_cell() -> Any:
         from seq2seq_rnn_layernorm.cell import LayerNormLSTMCell
 
     return LayerNormLSTMCell
+
+
+USER_CELL = """
+import torch
+from torch import nn
+from seq2seq_rnn import RecurrentCell, register_cell
+
+
+@register_cell("{name}")
+class UserTanhCell(RecurrentCell):
+    # no forward_sequence of its own: the toolkit runs a Python loop over time steps
+    def __init__(self, input_size, hidden_size):
+        super().__init__(input_size, hidden_size)
+        self.ih = nn.Linear(input_size, hidden_size)
+        self.hh = nn.Linear(hidden_size, hidden_size, bias=False)
+
+    def initial_state(self, batch_size, device, dtype):
+        return (torch.zeros(batch_size, self.hidden_size, device=device, dtype=dtype),)
+
+    def forward(self, x, state):
+        h = torch.tanh(self.ih(x) + self.hh(state[0]))
+        return h, (h,)
+"""
+
+
+def user_cell_source(name: str) -> str:
+    """A user's module that registers a plain tanh-RNN cell as ``name`` with ``@register_cell``."""
+    return USER_CELL.format(name=name)

@@ -17,7 +17,7 @@ from seq2seq_rnn.checkpoint import load_checkpoint, save_checkpoint
 from seq2seq_rnn.cli import main
 from seq2seq_rnn.data.corpus import load_split
 from seq2seq_rnn.translator import Translator
-from tests.helpers import TINY, cli_env, run_cli, small_overrides
+from tests.helpers import TINY, cli_env, run_cli, small_overrides, user_cell_source
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -86,33 +86,10 @@ def test_export_rejects_unknown_format(tiny_run: Path, tmp_path: Path, capsys: p
     assert "invalid choice" in capsys.readouterr().err
 
 
-USER_CELL = """
-import torch
-from torch import nn
-from seq2seq_rnn import RecurrentCell, register_cell
-
-
-@register_cell("test_export_user_cell")
-class LoopCell(RecurrentCell):
-    # no forward_sequence of its own: the toolkit runs a Python loop over time steps
-    def __init__(self, input_size, hidden_size):
-        super().__init__(input_size, hidden_size)
-        self.ih = nn.Linear(input_size, hidden_size)
-        self.hh = nn.Linear(hidden_size, hidden_size, bias=False)
-
-    def initial_state(self, batch_size, device, dtype):
-        return (torch.zeros(batch_size, self.hidden_size, device=device, dtype=dtype),)
-
-    def forward(self, x, state):
-        h = torch.tanh(self.ih(x) + self.hh(state[0]))
-        return h, (h,)
-"""
-
-
 @pytest.fixture(scope="module")
 def plugin_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("plugin_run")
-    (folder / "user_cells.py").write_text(USER_CELL, encoding="utf-8")
+    (folder / "user_cells.py").write_text(user_cell_source("test_export_user_cell"), encoding="utf-8")
     run = folder / "run"
     settings = small_overrides(
         train__max_steps=2,

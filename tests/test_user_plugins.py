@@ -4,7 +4,6 @@ including for the run directory trained with it."""
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -13,33 +12,12 @@ import yaml
 from seq2seq_rnn.components import CELLS
 from seq2seq_rnn.config import load_recipe
 from seq2seq_rnn.errors import PluginError
-from tests.helpers import TINY, run_cli, small_overrides
-
-USER_CELLS = """
-import torch
-from torch import nn
-from seq2seq_rnn import RecurrentCell, register_cell
-
-
-@register_cell("{name}")
-class UserTanhCell(RecurrentCell):
-    def __init__(self, input_size, hidden_size):
-        super().__init__(input_size, hidden_size)
-        self.ih = nn.Linear(input_size, hidden_size)
-        self.hh = nn.Linear(hidden_size, hidden_size, bias=False)
-
-    def initial_state(self, batch_size, device, dtype):
-        return (torch.zeros(batch_size, self.hidden_size, device=device, dtype=dtype),)
-
-    def forward(self, x, state):
-        h = torch.tanh(self.ih(x) + self.hh(state[0]))
-        return h, (h,)
-"""
+from tests.helpers import TINY, run_cli, small_overrides, user_cell_source
 
 
 def write_cells(folder: Path, name: str, file: str = "my_cells.py") -> Path:
     path = folder / file
-    path.write_text(textwrap.dedent(USER_CELLS.format(name=name)), encoding="utf-8")
+    path.write_text(user_cell_source(name), encoding="utf-8")
     return path
 
 
