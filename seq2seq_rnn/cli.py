@@ -341,14 +341,15 @@ def _interrupt(signum: int, _frame: object) -> None:
 
 
 def _translate_with_plots(translator: Translator, lines: list[str], args: argparse.Namespace) -> int:
-    from seq2seq_rnn.plot import plot_attention, pyplot
+    from seq2seq_rnn.plot import attention_plot_path, check_attention_plot_folder, plot_attention, pyplot
 
+    check_attention_plot_folder(args.attention_plot)
     pyplot()  # fail before decoding when matplotlib is missing
     found = translator.translate_with_attention(lines, args.beam_size, args.batch_size)
     for number, item in enumerate(found, 1):
         sys.stdout.write(item.translation.replace("\n", " ") + "\n")
         if item.weights is not None:
-            path = args.attention_plot / f"attention-{number:04d}.png"
+            path = attention_plot_path(args.attention_plot, number)
             plot_attention(item.weights, item.source_pieces, item.target_pieces, path, item.source)
     print(f"attention plots: {args.attention_plot}", file=sys.stderr)
     return 0

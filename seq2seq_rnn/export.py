@@ -28,6 +28,7 @@ from seq2seq_rnn.data.tokenizer import BOS_ID, EOS_ID, PAD_ID
 from seq2seq_rnn.errors import ConfigError, Seq2SeqError
 from seq2seq_rnn.model import Seq2Seq
 from seq2seq_rnn.nn.decoder import Memory
+from seq2seq_rnn.rundir import check_output_folder
 from seq2seq_rnn.translator import Translator
 
 FORMATS = ("torchscript", "onnx")
@@ -98,6 +99,7 @@ def export(
         raise ConfigError(f"--format: unknown format {fmt!r}. Valid choices: {', '.join(FORMATS)}")
     if quantize != "none" and fmt != "torchscript":
         raise ConfigError(f"--quantize {quantize} works with --format torchscript only")
+    check_output_folder(Path(output), _exported_name, "export")
     onnxruntime = _require_onnx() if fmt == "onnx" else None
     translator = Translator.load(run_dir, checkpoint, "cpu", quantize)
     model = translator.model.eval()
@@ -268,3 +270,13 @@ def _write_config(
         "exported_from": {"run_dir": str(run_dir), "checkpoint": checkpoint, "torch": torch.__version__},
     }
     (output / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+
+
+def _exported_name(name: str) -> bool:
+    """A file that an export writes (into a folder an earlier export wrote)."""
+    stem, _, suffix = name.rpartition(".")
+    return (
+        name in ("config.json", "translate.py")
+        or (stem in ("encoder", "decoder_step") and suffix in ("pt", "onnx"))
+        or suffix == "model"
+    )

@@ -6,12 +6,13 @@ imported on first use, with the Agg backend, so plotting works without a display
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from seq2seq_rnn.errors import CheckpointError, ConfigError
-from seq2seq_rnn.rundir import RunDir
+from seq2seq_rnn.rundir import RunDir, check_output_folder
 
 # (file name, y label, [(metrics key, legend suffix)]) of each curve picture
 CURVES: list[tuple[str, str, list[tuple[str, str]]]] = [
@@ -19,6 +20,17 @@ CURVES: list[tuple[str, str, list[tuple[str, str]]]] = [
     ("bleu.png", "validation BLEU", [("val_bleu", "")]),
     ("lr.png", "learning rate", [("lr", "")]),
 ]
+PLOT_NAMES = frozenset(name for name, _, _ in CURVES)
+ATTENTION_PLOT = re.compile(r"attention-\d{4,}\.png")  # translate --attention-plot's files
+
+
+def attention_plot_path(folder: Path, number: int) -> Path:
+    """Where sentence ``number`` (from 1) of ``translate --attention-plot`` goes."""
+    return Path(folder) / f"attention-{number:04d}.png"
+
+
+def check_attention_plot_folder(folder: Path) -> None:
+    check_output_folder(folder, lambda name: ATTENTION_PLOT.fullmatch(name) is not None, "translate --attention-plot")
 
 
 def pyplot() -> Any:
@@ -58,9 +70,10 @@ def run_labels(run_dirs: Sequence[Path]) -> list[str]:
 
 def plot_runs(run_dirs: Sequence[Path], output: Path) -> list[Path]:
     """Write loss.png, bleu.png and lr.png for the runs (overlaid) into ``output``; returns the paths."""
+    output = Path(output)
+    check_output_folder(output, lambda name: name in PLOT_NAMES, "plot")
     plt = pyplot()
     runs = [(label, read_metrics(r)) for label, r in zip(run_labels(run_dirs), run_dirs, strict=True)]
-    output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     written = []
     for name, ylabel, keys in CURVES:
