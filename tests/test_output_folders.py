@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from seq2seq_rnn.cli import main
+from tests.helpers import ROOT
 
 
 def user_folder(tmp_path: Path) -> tuple[Path, dict[str, bytes]]:
@@ -70,3 +71,22 @@ def test_an_earlier_output_is_replaced(tiny_run, tmp_path, capsys) -> None:
         assert main(["export", str(tiny_run), "--output", str(export)]) == 0
     assert sorted(p.name for p in plots.iterdir()) == ["bleu.png", "loss.png", "lr.png"]
     assert {"config.json", "translate.py", "encoder.pt", "decoder_step.pt"} <= {p.name for p in export.iterdir()}
+
+
+def test_tune_refuses_a_users_folder_before_starting_ray(tmp_path, capsys, monkeypatch) -> None:
+    pytest.importorskip("ray")
+    import seq2seq_rnn.integrations.ray.tune as tune
+
+    def no_ray(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("Ray was started for a refused folder")
+
+    monkeypatch.setattr(tune, "_connect", no_ray)
+    folder, files = user_folder(tmp_path)
+    assert main(["tune", str(ROOT / "recipes" / "tiny_sweep.yaml"), "--output-dir", str(folder)]) == 2
+    assert "README.md" in capsys.readouterr().err
+    assert unchanged(folder, files)
+    earlier = tmp_path / "sweep"  # an earlier sweep's folder is accepted (and so reaches Ray)
+    (earlier / "tune").mkdir(parents=True)
+    (earlier / "notes.txt").write_text("kept")
+    with pytest.raises(AssertionError, match="Ray was started"):
+        main(["tune", str(ROOT / "recipes" / "tiny_sweep.yaml"), "--output-dir", str(earlier)])

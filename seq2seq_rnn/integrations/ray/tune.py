@@ -33,7 +33,10 @@ from seq2seq_rnn.data.cache import cache_root
 from seq2seq_rnn.errors import ConfigError, Seq2SeqError
 from seq2seq_rnn.integrations.ray.train import prepare_shared_data, scaling_config
 from seq2seq_rnn.integrations.ray.worker import pack_run_dir, run_worker, train_worker, tune_session
-from seq2seq_rnn.rundir import RunDir
+from seq2seq_rnn.rundir import RunDir, check_output_folder
+
+# What a sweep writes into its --output-dir; a folder holding an earlier sweep is reused whole.
+SWEEP_NAMES = frozenset({"tune", "best.yaml", "best_run"})
 
 log = logging.getLogger("seq2seq_rnn.integrations.ray")
 DRIVER_RESOURCE = "tune_driver"  # a custom resource that counts multi-worker trials' drivers
@@ -177,6 +180,8 @@ def run_sweep(
     checked = validate_space(base, sweep)
     log.info("sweep: %d trial recipe(s) checked before starting", checked)
     output = Path(output_dir).expanduser().resolve()
+    earlier_sweep = (output / "tune").is_dir() or (output / "best.yaml").is_file()
+    check_output_folder(output, lambda name: earlier_sweep or name in SWEEP_NAMES, "tune")
     output.mkdir(parents=True, exist_ok=True)
     storage = recipe.scaling.storage_path or str(output)
     started = _connect(address or recipe.scaling.address, sweep)
