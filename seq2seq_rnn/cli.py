@@ -7,6 +7,7 @@ fix (Seq2SeqError) are printed without a traceback and exit with status 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import signal
@@ -15,9 +16,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from seq2seq_rnn.errors import CheckpointError, Seq2SeqError, TrainingInterrupted, UsageError
+from seq2seq_rnn.errors import CheckpointError, PluginError, Seq2SeqError, TrainingInterrupted, UsageError
 
 if TYPE_CHECKING:
+    from seq2seq_rnn.config import ModelConfig
     from seq2seq_rnn.translator import Translator
 
 
@@ -309,6 +311,11 @@ def cmd_translate(args: argparse.Namespace) -> int:
             raise UsageError("--input/--output go with --ray (without it, translate reads stdin)")
         return _translate_with_ray(args)
     translator = _translator(args)
+    with _naming_plugin_cells(translator.recipe.model, "while translating"):
+        return _translate_stdin(translator, args)
+
+
+def _translate_stdin(translator: Translator, args: argparse.Namespace) -> int:
     stdin = open(sys.stdin.fileno(), encoding="utf-8", errors="replace", newline="\n", closefd=False)  # noqa: SIM115
     if stdin.isatty() and args.attention_plot is None:
         from seq2seq_rnn.interactive import interact
@@ -323,6 +330,23 @@ def cmd_translate(args: argparse.Namespace) -> int:
         sys.stdout.write("".join(out.replace("\n", " ") + "\n" for out in outs))
         sys.stdout.flush()  # batch by batch, in input order: an interrupted run keeps what it translated
     return 0
+
+
+@contextlib.contextmanager
+def _naming_plugin_cells(model: ModelConfig, when: str) -> Iterator[None]:
+    """A plugin cell that fails while decoding becomes a PluginError naming the cell, where it
+    comes from and the shapes of the failing call; a failure of ours keeps its traceback."""
+    try:
+        yield
+    except (Seq2SeqError, KeyboardInterrupt):
+        raise
+    except Exception as exc:
+        from seq2seq_rnn.cells.failure import failed_cell  # torch: imported only when something failed
+
+        found = failed_cell(exc, model)
+        if found is None or not found.is_plugin:
+            raise
+        raise PluginError(f"{found.describe(when, exc)}\n  fix or replace the cell; the run is unchanged") from exc
 
 
 def _chunks(lines: Iterator[str], size: int) -> Iterator[list[str]]:
@@ -380,7 +404,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if (args.src is None) != (args.ref is None):
         raise UsageError("--src and --ref go together")
     run = RunDir(args.run_dirs[0])
-    with run.lock("evaluate"):  # it records into RUN_DIR/scores.json: taken before decoding, to fail at once
+    with (
+        run.lock("evaluate"),  # it records into RUN_DIR/scores.json: taken before decoding, to fail at once
+        _naming_plugin_cells(run.load_recipe().model, "while evaluating"),
+    ):
         if args.src is None:
             split = args.split or run.load_recipe().evaluate.split
             _report(_members(args), split, args.beam_size, args.device, args.json, args.quantize)

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from seq2seq_rnn.cells import RecurrentCell
+from seq2seq_rnn.cells.failure import failed_cell
 from seq2seq_rnn.checkpoint import (
     check_fingerprint,
     check_writable,
@@ -38,7 +38,6 @@ from seq2seq_rnn.checkpoint import (
     save_checkpoint,
     write_text_atomic,
 )
-from seq2seq_rnn.components import CELLS
 from seq2seq_rnn.config import Recipe, SchedulerConfig
 from seq2seq_rnn.data.batching import Batch, TokenBatchSampler, sentence_batches
 from seq2seq_rnn.data.cache import cache_root, cached, digest
@@ -50,7 +49,7 @@ from seq2seq_rnn.errors import ConfigError, PluginError, Seq2SeqError, TrainingE
 from seq2seq_rnn.metrics import Scores, score
 from seq2seq_rnn.model import Seq2Seq
 from seq2seq_rnn.progress import on_terminal
-from seq2seq_rnn.registry import BUILTIN, import_modules
+from seq2seq_rnn.registry import import_modules
 from seq2seq_rnn.rundir import RunDir, read_metrics
 
 log = logging.getLogger("seq2seq_rnn.train")
@@ -456,14 +455,12 @@ class Trainer:
             saved = f"The last good state (step {self.progress.step}) is in {self.run.last}"
         except Seq2SeqError as save_error:
             saved = f"No checkpoint could be written ({save_error})"
-        found = _failed_cell(exc, self.recipe)
-        if found is None or found[2] == BUILTIN:
+        found = failed_cell(exc, self.recipe.model)
+        if found is None or not found.is_plugin:
             log.error("training failed at step %d; %s", self.progress.step + 1, saved)
             return
-        side, name, origin, shapes = found
         raise PluginError(
-            f"cell {name!r} (model.{side}.cell, from {origin}) failed at step {self.progress.step + 1}: "
-            f"{type(exc).__name__}: {str(exc)[:500]}\n  shapes in the failing call: {shapes}\n  "
+            f"{found.describe(f'at step {self.progress.step + 1}', exc)}\n  "
             f"batch: {getattr(self, '_batch_shapes', 'not yet collated')}\n  {saved}; fix or replace the cell, "
             f"then continue with --resume --output-dir {self.run.path}"
         ) from exc
@@ -685,37 +682,6 @@ class Trainer:
 
 class _ValidationStopped(Exception):
     """Raised by the signal handler inside a validation, which can take minutes."""
-
-
-def _failed_cell(exc: BaseException, recipe: Recipe) -> tuple[str, str, str, str] | None:
-    """(model side, cell name, origin, tensor shapes) of the innermost recurrent cell in ``exc``'s traceback."""
-    frame_locals = None
-    cell = None
-    tb = exc.__traceback__
-    while tb is not None:
-        owner = tb.tb_frame.f_locals.get("self")
-        if isinstance(owner, RecurrentCell):
-            cell, frame_locals = owner, tb.tb_frame.f_locals
-        tb = tb.tb_next
-    if cell is None or frame_locals is None:
-        return None
-    shapes = ", ".join(
-        f"{key} {_shape_of(value)}" for key, value in frame_locals.items() if _shape_of(value) is not None
-    )
-    for side in ("encoder", "decoder"):
-        name = getattr(recipe.model, side).cell
-        cls = CELLS.get(name)
-        if isinstance(cls, type) and isinstance(cell, cls):
-            return side, name, CELLS.origin(name), shapes or "none recorded"
-    return "encoder or decoder", type(cell).__name__, "an unknown origin", shapes or "none recorded"
-
-
-def _shape_of(value: Any) -> str | None:
-    if isinstance(value, Tensor):
-        return str(tuple(value.shape))
-    if isinstance(value, tuple) and value and all(isinstance(v, Tensor) for v in value):
-        return "(" + ", ".join(str(tuple(v.shape)) for v in value) + ")"
-    return None
 
 
 # ------------------------------------------------------------------ utilities

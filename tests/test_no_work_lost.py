@@ -4,6 +4,7 @@ and kept, a failing plugin cell named after a checkpoint, SIGTERM during validat
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import select
@@ -226,3 +227,27 @@ def test_sigterm_during_validation_stops_it_and_resume_validates_first(tmp_path,
     assert calls == [2, 2, 4]  # the stopped validation is done on resume, then training goes on
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows if "val_bleu" in r] == [2, 4]
+
+
+def test_a_plugin_cell_failing_while_translating_or_evaluating_is_named(tmp_path, monkeypatch, capsys):
+    """The same cell that trains fine fails later, at decoding: a PluginError naming it, no traceback."""
+    CELLS.register("flaky_test_cell", FlakyCell)
+    try:
+        recipe = load_recipe(TINY, [*SETTINGS[1::2], "model.decoder.cell=flaky_test_cell", "train.max_steps=4"])
+        run = tmp_path / "run"
+        Trainer(recipe, run).fit()
+        FlakyCell.FAIL[0] = True
+        source = tmp_path / "in.txt"
+        source.write_text("Ein Hund läuft.\n", encoding="utf-8")
+        with source.open("rb") as handle:
+            monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(handle, encoding="utf-8"))
+            assert main(["translate", str(run), "--device", "cpu"]) == 2
+        translate_err = capsys.readouterr().err
+        assert main(["evaluate", str(run), "--split", "validation"]) == 2
+        evaluate_err = capsys.readouterr().err
+    finally:
+        FlakyCell.FAIL[0] = False
+        CELLS.unregister("flaky_test_cell")
+    for err, when in ((translate_err, "while translating"), (evaluate_err, "while evaluating")):
+        assert "cell 'flaky_test_cell' (model.decoder.cell, from" in err and when in err, err
+        assert "shapes in the failing call: x (" in err and "Traceback" not in err
