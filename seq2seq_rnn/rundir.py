@@ -160,9 +160,9 @@ class RunDir:
             return
         entries = sorted(p.name for p in path.iterdir()) if path.is_dir() else []
         if entries and not self.is_ours():
-            shown = ", ".join(entries[:5]) + (f" and {len(entries) - 5} more" if len(entries) > 5 else "")
             raise RunDirError(
-                f"{path} is not empty and is not a seq2seq_rnn run directory (no {MARKER_NAME}; it holds {shown}). "
+                f"{path} is not empty and is not a seq2seq_rnn run directory (no {MARKER_NAME}; it holds "
+                f"{_first_names(entries)}). "
                 "Nothing in it was changed. Choose a new or empty folder with --output-dir, e.g. "
                 f"--output-dir {path / 'run'}"
             )
@@ -306,8 +306,13 @@ def check_output_folder(folder: Path, ours: Callable[[str], bool], what: str) ->
         return
     foreign = sorted(entry.name for entry in folder.iterdir() if not ours(entry.name))
     if foreign:
-        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
         raise UsageError(
-            f"{folder} already holds files that {what} does not write ({shown}); nothing was changed. "
+            f"{folder} already holds files that {what} does not write ({_first_names(foreign)}); nothing was changed. "
             "Give a new or empty folder with --output"
         )
+
+
+def _first_names(names: list[str], shown: int = 5) -> str:
+    """``a, b, c, d, e and 3 more``: a folder's entries named in a refusal."""
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
