@@ -55,7 +55,7 @@ def probe_batch(run_dir: Path) -> tuple[Any, Tensor]:
     from seq2seq_rnn.translator import Translator
 
     translator = Translator.load(run_dir, "best", device="cpu")
-    split = load_split(translator.recipe.data, "validation", run_dir / ".cache")
+    split = load_split(translator.recipe.data, "validation")  # the shared data cache
     ids = translator.tokenizer.encode_source(list(split.sources))
     long_enough = [s[:PROBE_LENGTH] for s in ids if len(s) >= PROBE_LENGTH][:PROBE_SENTENCES]
     return translator, torch.tensor(long_enough)
