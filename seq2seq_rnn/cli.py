@@ -147,7 +147,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from seq2seq_rnn.integrations import require_ray, uses_ray, with_scaling
     from seq2seq_rnn.model import check_model_config
     from seq2seq_rnn.rundir import RunDir
-    from seq2seq_rnn.train import Trainer
+    from seq2seq_rnn.training import Trainer
 
     recipe = load_recipe(args.recipe, args.overrides)
     if args.imports:  # the run directory remembers them: translate/evaluate/export import them too

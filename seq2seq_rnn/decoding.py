@@ -66,11 +66,12 @@ def decode_batches(lengths: Sequence[int], batch_size: int, beam_size: int) -> l
     return sentence_batches(lengths, max(1, min(batch_size, MAX_BEAM_ROWS // max(1, beam_size))))
 
 
-def check_beam(beam_size: int, vocab_size: int) -> None:
-    """A beam wider than the target vocabulary could never be filled: refuse it."""
+def check_beam(beam_size: int, vocab_size: int, key: str = "beam size") -> None:
+    """A beam wider than the target vocabulary could never be filled: refuse it (the one place
+    this rule lives; ``key`` names the setting, e.g. ``decode.beam_size``)."""
     if beam_size > vocab_size:
         raise ConfigError(
-            f"beam size {beam_size} is larger than the target vocabulary ({vocab_size} subwords), so some beams "
+            f"{key} {beam_size} is larger than the target vocabulary ({vocab_size} subwords), so some beams "
             f"could never be filled; use a beam of at most {vocab_size}"
         )
 

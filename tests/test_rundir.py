@@ -16,7 +16,7 @@ from seq2seq_rnn.cli import main
 from seq2seq_rnn.config import load_recipe
 from seq2seq_rnn.errors import RunDirError
 from seq2seq_rnn.rundir import LOCK_NAME, MARKER_NAME, RUN_FORMAT_VERSION, RunDir
-from seq2seq_rnn.train import Trainer
+from seq2seq_rnn.training import Trainer
 from tests.helpers import ROOT, TINY, cli_env, small_overrides
 
 SETTINGS = small_overrides(train__max_steps=4, train__validate_every=2, train__log_every=1)

@@ -18,7 +18,7 @@ from seq2seq_rnn.evaluate import evaluate_files
 from seq2seq_rnn.modelcard import model_card
 from seq2seq_rnn.plot import read_metrics as plot_metrics
 from seq2seq_rnn.rundir import RunDir, read_metrics
-from seq2seq_rnn.train import _truncate_metrics
+from seq2seq_rnn.training import truncate_metrics
 from seq2seq_rnn.translator import Translator
 from tests.helpers import TINY
 
@@ -45,7 +45,7 @@ def test_a_bad_line_in_the_middle_is_an_error_naming_it(tmp_path: Path) -> None:
 
 def test_resume_truncation_uses_the_same_reader(tmp_path: Path) -> None:
     path = write_metrics(tmp_path / "metrics.jsonl", '{"step": 20, "lo')
-    _truncate_metrics(path, 10)
+    truncate_metrics(path, 10)
     assert read_metrics(path) == ROWS[:2]
     assert path.read_text(encoding="utf-8").endswith("}\n")
 

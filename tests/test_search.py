@@ -210,6 +210,6 @@ def test_training_decodes_without_the_inference_facade() -> None:
     import subprocess
     import sys
 
-    code = "import sys, seq2seq_rnn.train; print('seq2seq_rnn.translator' in sys.modules)"
+    code = "import sys, seq2seq_rnn.training; print('seq2seq_rnn.translator' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"

@@ -86,7 +86,7 @@ def bench_train(args: argparse.Namespace) -> dict[str, Any]:
 
     from seq2seq_rnn.config import load_recipe
     from seq2seq_rnn.model import Seq2Seq
-    from seq2seq_rnn.train import token_loss
+    from seq2seq_rnn.training import token_loss
 
     recipe = load_recipe(args.recipe)
     vocab = recipe.tokenizer.vocab_size

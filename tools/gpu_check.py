@@ -45,7 +45,7 @@ def check_training(work: Path, steps: int) -> dict[str, Any]:
 
     from seq2seq_rnn.config import load_recipe
     from seq2seq_rnn.rundir import RunDir
-    from seq2seq_rnn.train import Trainer
+    from seq2seq_rnn.training import Trainer
 
     recipe = load_recipe(RECIPE, _overrides(steps))
     run = work / "train"

@@ -23,16 +23,13 @@ import torch
 import torch.distributed as dist
 
 from seq2seq_rnn.config import validate_recipe
+from seq2seq_rnn.registry import import_target
 from seq2seq_rnn.rundir import MARKER_NAME, RunDir
-from seq2seq_rnn.train import Hooks, Trainer
+from seq2seq_rnn.training import Hooks, Trainer
 
 log = logging.getLogger("seq2seq_rnn.integrations.ray")
 
 STATE_FILES = (MARKER_NAME, "metrics.jsonl", "data.json", "train.log", "checkpoints/last.pt", "checkpoints/best.pt")
-# Test-only fault injection (see tests/test_ray_integration.py): the last rank exits hard
-# before step K, once (the marker file remembers that it happened).
-CRASH_AT_STEP_ENV = "SEQ2SEQ_RNN_TEST_CRASH_AT_STEP"
-CRASH_MARKER_ENV = "SEQ2SEQ_RNN_TEST_CRASH_MARKER"
 
 
 # ------------------------------------------------------------ run-dir files
@@ -139,6 +136,7 @@ def run_worker(config: dict[str, Any], session: Session) -> dict[str, Any]:
     ``config["seed_files"]``: an object ref to :func:`pack_run_dir` output (the driver's
     tokenizer, so every rank uses the same one, and its state when resuming), or None.
     ``config["data_cache"]``: the data cache the driver filled (default: this node's).
+    ``config["callbacks"]``: ``"module:attr"`` names of callback factories (e.g. a test's fault).
     The latest Ray checkpoint, if any (a restarted worker group or a resumed run), wins.
     """
     _configure_logging(session.rank)
@@ -159,8 +157,10 @@ def run_worker(config: dict[str, Any], session: Session) -> dict[str, Any]:
 
         hooks = Hooks(rank=session.rank, world_size=session.world_size, report=report, **session.hooks())
         cache = config.get("data_cache")  # the driver's data cache: the corpus was read and tokenized there
-        trainer = Trainer(recipe, scratch, resume=resume, hooks=hooks, cache_dir=Path(cache) if cache else None)
-        _inject_fault_for_tests(trainer)
+        callbacks = [import_target(name)() for name in config.get("callbacks") or ()]
+        trainer = Trainer(
+            recipe, scratch, resume=resume, hooks=hooks, cache_dir=Path(cache) if cache else None, callbacks=callbacks
+        )
         last = trainer.fit()
         if config.get("final_report"):  # the finished state (progress.finished, last log lines)
             _report_snapshot(session, scratch, {**last, "final": True}, is_main=session.rank == 0)
@@ -184,20 +184,3 @@ def _configure_logging(rank: int) -> None:
         level=logging.INFO if rank == 0 else logging.WARNING, format="%(asctime)s %(message)s", datefmt="%H:%M:%S"
     )
     logging.getLogger("seq2seq_rnn").setLevel(logging.INFO if rank == 0 else logging.WARNING)
-
-
-def _inject_fault_for_tests(trainer: Trainer) -> None:
-    at, marker = os.environ.get(CRASH_AT_STEP_ENV), os.environ.get(CRASH_MARKER_ENV)
-    hooks = trainer.hooks
-    if not at or not marker or hooks.rank != hooks.world_size - 1 or Path(marker).exists():
-        return
-    inner = hooks.all_reduce_sum
-
-    def reduce_or_die(tensor: torch.Tensor) -> torch.Tensor:
-        if trainer.progress.step + 1 == int(at) and not Path(marker).exists():
-            Path(marker).write_text(f"rank {hooks.rank} exited before step {at}\n", encoding="utf-8")
-            log.warning("test fault injection: rank %d exits before step %s", hooks.rank, at)
-            os._exit(1)
-        return inner(tensor)
-
-    hooks.all_reduce_sum = reduce_or_die
