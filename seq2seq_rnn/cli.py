@@ -20,7 +20,7 @@ from seq2seq_rnn.errors import CheckpointError, PluginError, Seq2SeqError, Train
 
 if TYPE_CHECKING:
     from seq2seq_rnn.config import ModelConfig
-    from seq2seq_rnn.translator import Translator
+    from seq2seq_rnn.inference.translator import Translator
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -146,7 +146,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from seq2seq_rnn.config import load_recipe
     from seq2seq_rnn.integrations import require_ray, uses_ray, with_scaling
     from seq2seq_rnn.model import check_model_config
-    from seq2seq_rnn.rundir import RunDir
+    from seq2seq_rnn.run.directory import RunDir
     from seq2seq_rnn.training import Trainer
 
     recipe = load_recipe(args.recipe, args.overrides)
@@ -175,7 +175,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _write_model_card(run_dir: Path, args: argparse.Namespace) -> None:
-    from seq2seq_rnn.modelcard import write_model_card
+    from seq2seq_rnn.run.modelcard import write_model_card
 
     command = ["train", str(args.recipe), *(a for o in args.overrides for a in ("--set", o))]
     command += ["--output-dir", str(run_dir)]
@@ -203,7 +203,7 @@ def _members(args: argparse.Namespace) -> list[tuple[Path, str]]:
 
 
 def _translator(args: argparse.Namespace) -> Translator:
-    from seq2seq_rnn.translator import Translator
+    from seq2seq_rnn.inference.translator import Translator
 
     return Translator.load_ensemble(_members(args), args.device, args.quantize)
 
@@ -213,7 +213,7 @@ def _report(
 ) -> None:
     """Score ``split``, print the scores, then record them (the caller holds the first run's lock)."""
     from seq2seq_rnn.evaluate import evaluate_split
-    from seq2seq_rnn.translator import Translator
+    from seq2seq_rnn.inference.translator import Translator
 
     translator = Translator.load_ensemble(members, device, quantize)
     scores, _ = evaluate_split(translator, split, beam)
@@ -389,7 +389,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from seq2seq_rnn.export import export
+    from seq2seq_rnn.export.exporter import export
 
     output = args.output or args.run_dir / f"export-{args.format}"
     export(args.run_dir, output, args.format, args.checkpoint, args.quantize)
@@ -399,7 +399,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from seq2seq_rnn.evaluate import evaluate_files
-    from seq2seq_rnn.rundir import RunDir
+    from seq2seq_rnn.run.directory import RunDir
 
     if (args.src is None) != (args.ref is None):
         raise UsageError("--src and --ref go together")
@@ -423,8 +423,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_average(args: argparse.Namespace) -> int:
-    from seq2seq_rnn.ensemble import average_checkpoints
-    from seq2seq_rnn.rundir import RunDir
+    from seq2seq_rnn.inference.ensemble import average_checkpoints
+    from seq2seq_rnn.run.directory import RunDir
 
     run = RunDir(args.run_dir)
     if (args.checkpoints is None) == (args.last is None):

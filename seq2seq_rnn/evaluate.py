@@ -8,11 +8,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-from seq2seq_rnn.checkpoint import write_text_atomic
 from seq2seq_rnn.data.corpus import load_split, read_lines
 from seq2seq_rnn.errors import DataError
+from seq2seq_rnn.inference.translator import Translator
 from seq2seq_rnn.metrics import Scores, score
-from seq2seq_rnn.translator import Translator
+from seq2seq_rnn.run.checkpoint import write_text_atomic
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from seq2seq_rnn.errors import CheckpointError, ConfigError
-from seq2seq_rnn.rundir import RunDir, check_output_folder
+from seq2seq_rnn.run.directory import RunDir, check_output_folder
 
 # (file name, y label, [(metrics key, legend suffix)]) of each curve picture
 CURVES: list[tuple[str, str, list[tuple[str, str]]]] = [

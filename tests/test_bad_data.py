@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from seq2seq_rnn.checkpoint import load_checkpoint
 from seq2seq_rnn.cli import main
 from seq2seq_rnn.config import load_recipe
+from seq2seq_rnn.run.checkpoint import load_checkpoint
 from seq2seq_rnn.training import Callback, Hooks, Trainer
 from tests.helpers import TINY, small_overrides
 

@@ -21,13 +21,13 @@ from torch import Tensor
 
 from seq2seq_rnn import Translator
 from seq2seq_rnn.cells.base import RecurrentCell, State
-from seq2seq_rnn.checkpoint import load_checkpoint, save_checkpoint
 from seq2seq_rnn.cli import main
 from seq2seq_rnn.components import CELLS
 from seq2seq_rnn.config import load_recipe
 from seq2seq_rnn.data.tokenizer import SubwordTokenizer
 from seq2seq_rnn.errors import CheckpointError, PluginError, TrainingInterrupted
 from seq2seq_rnn.metrics import Scores
+from seq2seq_rnn.run.checkpoint import load_checkpoint, save_checkpoint
 from seq2seq_rnn.training import Callback, Trainer, Validator
 from tests.helpers import ROOT, TINY, cli_env, small_overrides
 

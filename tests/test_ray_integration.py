@@ -107,7 +107,7 @@ def test_two_workers_match_one_process_with_the_same_global_batch(ray_cluster, t
     assert json.loads((two / "data.json").read_text())["train_pairs"] == 600  # the model card's counts
     assert any((two / "tokenizer").glob("*.model"))
     from seq2seq_rnn.config import load_recipe
-    from seq2seq_rnn.translator import Translator
+    from seq2seq_rnn.inference.translator import Translator
 
     assert load_recipe(two / "recipe.yaml").scaling.workers == 2
     assert len(Translator.load(two, "best", "cpu").translate(["ein Hund läuft ."])) == 1
@@ -134,7 +134,7 @@ def _initial_val_loss(run: Path) -> float:
 
     from seq2seq_rnn.config import load_recipe
     from seq2seq_rnn.data.cache import cache_root
-    from seq2seq_rnn.rundir import RunDir
+    from seq2seq_rnn.run.directory import RunDir
     from seq2seq_rnn.training import Hooks, Validator, build_model, prepare_data
 
     recipe = load_recipe(run / "recipe.yaml")

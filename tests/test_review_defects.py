@@ -14,9 +14,9 @@ import torch
 from seq2seq_rnn.cli import _members, main
 from seq2seq_rnn.config import load_recipe
 from seq2seq_rnn.errors import ConfigError, UsageError
-from seq2seq_rnn.rundir import RunDir
+from seq2seq_rnn.inference.translator import Translator
+from seq2seq_rnn.run.directory import RunDir
 from seq2seq_rnn.training import Trainer, load_scaler_state
-from seq2seq_rnn.translator import Translator
 from tests.helpers import ROOT, TINY, small_overrides
 
 no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="checks a CPU-only host")

@@ -15,11 +15,11 @@ from seq2seq_rnn.config import load_recipe
 from seq2seq_rnn.data.corpus import read_lines
 from seq2seq_rnn.errors import CheckpointError
 from seq2seq_rnn.evaluate import evaluate_files
-from seq2seq_rnn.modelcard import model_card
+from seq2seq_rnn.inference.translator import Translator
 from seq2seq_rnn.plot import read_metrics as plot_metrics
-from seq2seq_rnn.rundir import RunDir, read_metrics
+from seq2seq_rnn.run.directory import RunDir, read_metrics
+from seq2seq_rnn.run.modelcard import model_card
 from seq2seq_rnn.training import truncate_metrics
-from seq2seq_rnn.translator import Translator
 from tests.helpers import TINY
 
 ROWS = [{"step": 5, "loss": 3.0}, {"step": 10, "loss": 2.5, "val_bleu": 1.0}, {"step": 15, "loss": 2.0}]

@@ -178,8 +178,11 @@ def _plain_decode(model: Any, ids: list[list[int]], decode: Any, device: Any) ->
     """Yesterday's corpus decoding: the same length-sorted batches, the plain searches."""
     from seq2seq_rnn.data.batching import collate, sentence_batches
     from seq2seq_rnn.data.tokenizer import BOS_ID, EOS_ID
-    from seq2seq_rnn.search import max_lengths
-    from seq2seq_rnn.search_reference import plain_beam_search, plain_greedy_search
+    from seq2seq_rnn.inference.search import max_lengths
+
+    if str(ROOT) not in sys.path:  # the reference searches live with the tests that hold search to them
+        sys.path.insert(0, str(ROOT))
+    from tests.search_reference import plain_beam_search, plain_greedy_search
 
     results: list[list[Any]] = [[] for _ in ids]
     todo = [i for i, seq in enumerate(ids) if seq]
@@ -205,10 +208,10 @@ def bench_decode(args: argparse.Namespace) -> dict[str, Any]:
     ``beam5_peak_gflop_seconds`` = beam-5 seconds × peak GFLOP/s, the machine-independent
     figure of issue #12 (target ≤ 1,000 for 1,000 sentences)."""
     from seq2seq_rnn.data.corpus import load_split
-    from seq2seq_rnn.decoding import decode_ids, encode_sources, settings
+    from seq2seq_rnn.inference.decoding import decode_ids, encode_sources, settings
+    from seq2seq_rnn.inference.quantize import quantize_int8
+    from seq2seq_rnn.inference.translator import Translator
     from seq2seq_rnn.metrics import score
-    from seq2seq_rnn.quantize import quantize_int8
-    from seq2seq_rnn.translator import Translator
 
     if not (Path(args.run_dir) / "recipe.yaml").is_file():
         return {"skipped": f"no trained run at {args.run_dir}"}
@@ -257,8 +260,8 @@ def bench_ray_translate(args: argparse.Namespace) -> dict[str, Any]:
     import tempfile
 
     from seq2seq_rnn.data.corpus import load_split
+    from seq2seq_rnn.inference.translator import Translator
     from seq2seq_rnn.integrations.ray import translate_files
-    from seq2seq_rnn.translator import Translator
 
     if not (Path(args.run_dir) / "recipe.yaml").is_file():
         return {"skipped": f"no trained run at {args.run_dir}"}

@@ -90,7 +90,7 @@ def phase_step(args: argparse.Namespace) -> dict[str, Any]:
         return _phase_step_trainer(args)
     from seq2seq_rnn.config import load_recipe
     from seq2seq_rnn.data.cache import cache_root
-    from seq2seq_rnn.rundir import RunDir
+    from seq2seq_rnn.run.directory import RunDir
 
     torch.set_num_threads(args.threads)
     recipe = load_recipe(args.recipe, overrides(Path(args.src), Path(args.tgt)))

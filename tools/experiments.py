@@ -92,7 +92,7 @@ def run_variant(grid: dict[str, Any], name: str, runs_dir: Path, extra: list[str
 
 
 def count_parameters(run_dir: Path) -> int:
-    from seq2seq_rnn.translator import Translator
+    from seq2seq_rnn.inference.translator import Translator
 
     model = Translator.load(run_dir, "best", device="cpu").model
     return sum(p.numel() for p in model.parameters())
@@ -105,7 +105,7 @@ def git_commit() -> str:
 
 # ------------------------------------------------------------------ reading runs
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
-    from seq2seq_rnn.rundir import RunDir  # the one reader of metrics.jsonl
+    from seq2seq_rnn.run.directory import RunDir  # the one reader of metrics.jsonl
 
     return RunDir(run_dir).read_metrics()
 
@@ -130,7 +130,7 @@ def summarise(run_dir: Path) -> dict[str, Any] | None:
 
 def train_seconds(run_dir: Path) -> float:
     """Training time over all starts, as the trainer counted it (in last.pt's progress)."""
-    from seq2seq_rnn.checkpoint import load_checkpoint
+    from seq2seq_rnn.run.checkpoint import load_checkpoint
 
     state = load_checkpoint(run_dir / "checkpoints" / "last.pt")
     return float(state["progress"]["train_seconds"])
@@ -145,8 +145,8 @@ def tune_decoding(run_dir: Path) -> dict[str, Any]:
     """Beam size and length penalty chosen on validation BLEU only, then scored once on test;
     the whole table goes to RUN_DIR/decoding.json."""
     from seq2seq_rnn.data.corpus import load_split
+    from seq2seq_rnn.inference.translator import Translator
     from seq2seq_rnn.metrics import score
-    from seq2seq_rnn.translator import Translator
 
     translator = Translator.load(run_dir, "best", device="cpu")
     data, ev = translator.recipe.data, translator.recipe.evaluate

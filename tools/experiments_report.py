@@ -52,7 +52,7 @@ def jacobian_norms(embed: nn.Embedding, cell: nn.Module, src: Tensor) -> Tensor:
 def probe_batch(run_dir: Path) -> tuple[Any, Tensor]:
     """(translator, src (B, L)) from the run's validation sources."""
     from seq2seq_rnn.data.corpus import load_split
-    from seq2seq_rnn.translator import Translator
+    from seq2seq_rnn.inference.translator import Translator
 
     translator = Translator.load(run_dir, "best", device="cpu")
     split = load_split(translator.recipe.data, "validation")  # the shared data cache

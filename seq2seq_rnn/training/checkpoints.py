@@ -12,9 +12,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from seq2seq_rnn.checkpoint import check_fingerprint, fingerprint, load_checkpoint, load_model_state, save_checkpoint
 from seq2seq_rnn.config import Recipe
-from seq2seq_rnn.rundir import RunDir, read_metrics
+from seq2seq_rnn.run.checkpoint import (
+    check_fingerprint,
+    fingerprint,
+    load_checkpoint,
+    load_model_state,
+    save_checkpoint,
+)
+from seq2seq_rnn.run.directory import RunDir, read_metrics
 from seq2seq_rnn.training.state import LRSchedule, Progress, Window, rng_state, set_rng_state
 from seq2seq_rnn.training.updater import load_scaler_state
 

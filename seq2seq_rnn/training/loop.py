@@ -28,7 +28,7 @@ from seq2seq_rnn.config import Recipe
 from seq2seq_rnn.data.batching import Batch, TokenBatchSampler
 from seq2seq_rnn.data.cache import cache_root
 from seq2seq_rnn.errors import PluginError, Seq2SeqError, TrainingInterrupted
-from seq2seq_rnn.rundir import RunDir
+from seq2seq_rnn.run.directory import RunDir
 from seq2seq_rnn.training.callbacks import Callback, MetricsFile, ProgressDisplay, Report, TensorBoard
 from seq2seq_rnn.training.checkpoints import CheckpointManager
 from seq2seq_rnn.training.setup import (

@@ -20,18 +20,18 @@ import numpy as np
 import torch
 from torch import nn
 
-from seq2seq_rnn.checkpoint import check_writable, remove_stale_temporaries, write_text_atomic
 from seq2seq_rnn.config import OptimizerConfig, Recipe
 from seq2seq_rnn.data.batching import Batch
 from seq2seq_rnn.data.cache import cached, digest
 from seq2seq_rnn.data.corpus import ParallelCorpus, SplitTable, load_split_table
 from seq2seq_rnn.data.tokenizer import SubwordTokenizer
 from seq2seq_rnn.data.tokens import TokenizedSplit, tokenize_split
-from seq2seq_rnn.decoding import check_beam, resolve_device
 from seq2seq_rnn.errors import ConfigError
+from seq2seq_rnn.inference.decoding import check_beam, resolve_device
 from seq2seq_rnn.model import Seq2Seq
 from seq2seq_rnn.registry import import_modules
-from seq2seq_rnn.rundir import RunDir
+from seq2seq_rnn.run.checkpoint import check_writable, remove_stale_temporaries, write_text_atomic
+from seq2seq_rnn.run.directory import RunDir
 
 log = logging.getLogger("seq2seq_rnn.train")
 

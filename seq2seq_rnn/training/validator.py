@@ -7,7 +7,7 @@ from torch import nn
 
 from seq2seq_rnn.config import Recipe
 from seq2seq_rnn.data.batching import sentence_batches
-from seq2seq_rnn.decoding import settings, translate_corpus
+from seq2seq_rnn.inference.decoding import settings, translate_corpus
 from seq2seq_rnn.metrics import Scores, score
 from seq2seq_rnn.training.setup import Data, to_device
 from seq2seq_rnn.training.state import Hooks

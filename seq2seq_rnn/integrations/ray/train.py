@@ -30,7 +30,7 @@ from seq2seq_rnn.data.cache import cache_root
 from seq2seq_rnn.errors import ConfigError, TrainingError
 from seq2seq_rnn.integrations import with_scaling
 from seq2seq_rnn.integrations.ray.worker import pack_run_dir, restore_run_dir, train_worker
-from seq2seq_rnn.rundir import RunDir
+from seq2seq_rnn.run.directory import RunDir
 from seq2seq_rnn.training import prepare_data, prepare_run
 
 log = logging.getLogger("seq2seq_rnn.integrations.ray")

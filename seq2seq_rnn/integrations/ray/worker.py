@@ -24,7 +24,7 @@ import torch.distributed as dist
 
 from seq2seq_rnn.config import validate_recipe
 from seq2seq_rnn.registry import import_target
-from seq2seq_rnn.rundir import MARKER_NAME, RunDir
+from seq2seq_rnn.run.directory import MARKER_NAME, RunDir
 from seq2seq_rnn.training import Hooks, Trainer
 
 log = logging.getLogger("seq2seq_rnn.integrations.ray")

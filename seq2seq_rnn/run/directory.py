@@ -38,9 +38,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from seq2seq_rnn.checkpoint import write_text_atomic
 from seq2seq_rnn.config import Recipe, load_recipe
 from seq2seq_rnn.errors import CheckpointError, RunDirError, UsageError
+from seq2seq_rnn.run.checkpoint import write_text_atomic
 
 log = logging.getLogger(__name__)
 

@@ -15,11 +15,11 @@ from typing import Any
 
 import torch
 
-from seq2seq_rnn.checkpoint import load_checkpoint, write_text_atomic
 from seq2seq_rnn.config import Recipe, SplitConfig
 from seq2seq_rnn.errors import CheckpointError
 from seq2seq_rnn.evaluate import read_scores
-from seq2seq_rnn.rundir import RunDir
+from seq2seq_rnn.run.checkpoint import load_checkpoint, write_text_atomic
+from seq2seq_rnn.run.directory import RunDir
 
 
 def hardware() -> str:
@@ -81,7 +81,7 @@ def _progress(run: RunDir) -> dict[str, Any]:
 
 
 def _parameters(run: RunDir, recipe: Recipe) -> str:
-    from seq2seq_rnn.translator import Translator
+    from seq2seq_rnn.inference.translator import Translator
 
     try:
         model = Translator.load(run.path, "last", "cpu").model
