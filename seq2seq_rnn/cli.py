@@ -7,7 +7,6 @@ fix (Seq2SeqError) are printed without a traceback and exit with status 2.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 import signal
@@ -16,10 +15,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from seq2seq_rnn.errors import CheckpointError, PluginError, Seq2SeqError, TrainingInterrupted, UsageError
+from seq2seq_rnn.errors import CheckpointError, Seq2SeqError, TrainingInterrupted, UsageError
 
 if TYPE_CHECKING:
-    from seq2seq_rnn.config import ModelConfig
     from seq2seq_rnn.inference.translator import Translator
 
 
@@ -212,7 +210,7 @@ def _report(
     members: list[tuple[Path, str]], split: str, beam: int | None, device: str, as_json: bool, quantize: str = "none"
 ) -> None:
     """Score ``split``, print the scores, then record them (the caller holds the first run's lock)."""
-    from seq2seq_rnn.evaluate import evaluate_split
+    from seq2seq_rnn.evaluate import evaluate_split, record_evaluation
     from seq2seq_rnn.inference.translator import Translator
 
     translator = Translator.load_ensemble(members, device, quantize)
@@ -221,51 +219,7 @@ def _report(
     what = members[0][1] if len(members) == 1 else f"ensemble of {len(members)}"
     weights = "" if quantize == "none" else f", {quantize}"
     _print_scores(f"{split} ({what} checkpoint, beam {beam}{weights})", scores, as_json)
-    _record(members, split, {"split": split}, translator, beam, scores, quantize)
-
-
-def _record(
-    members: list[tuple[Path, str]],
-    what: str,
-    extra: dict[str, str],
-    translator: Translator,
-    beam: int,
-    scores: object,
-    quantize: str = "none",
-) -> None:
-    """Add printed scores to the first run's scores.json, keyed by what, checkpoint(s) and decoding."""
-    from seq2seq_rnn.errors import RunDirError
-    from seq2seq_rnn.evaluate import record_scores, scores_key
-
-    dec = translator.recipe.decode
-    decode: dict[str, object] = {
-        "beam": beam,
-        "length_penalty": dec.length_penalty,
-        "max_length": f"{dec.max_length_ratio}x+{dec.max_length_offset}",
-    }
-    if quantize != "none":
-        decode["weights"] = quantize
-    if len(members) == 1:
-        checkpoint, key_checkpoint = members[0][1], members[0][1]
-    else:
-        checkpoint = f"ensemble of {len(members)}"
-        key_checkpoint = "ensemble " + " + ".join(f"{r}:{c}" for r, c in members)
-    provenance = {
-        **extra,
-        "checkpoint": checkpoint,
-        "members": [{"run": str(r), "checkpoint": c} for r, c in members],
-        "beam_size": beam,
-        "length_penalty": dec.length_penalty,
-        "max_length_ratio": dec.max_length_ratio,
-        "max_length_offset": dec.max_length_offset,
-        "quantize": quantize,
-    }
-    try:
-        record_scores(members[0][0], scores_key(what, key_checkpoint, decode), scores, provenance)  # type: ignore[arg-type]
-    except OSError as exc:
-        raise RunDirError(
-            f"the scores printed above were not recorded in {members[0][0] / 'scores.json'}: {exc}"
-        ) from None
+    record_evaluation(members, split, {"split": split}, translator.recipe.decode, beam, scores, quantize)
 
 
 def _print_scores(title: str, scores: object, as_json: bool) -> None:
@@ -310,8 +264,10 @@ def cmd_translate(args: argparse.Namespace) -> int:
         if not args.ray:
             raise UsageError("--input/--output go with --ray (without it, translate reads stdin)")
         return _translate_with_ray(args)
+    from seq2seq_rnn.cells.failure import naming_plugin_cells
+
     translator = _translator(args)
-    with _naming_plugin_cells(translator.recipe.model, "while translating"):
+    with naming_plugin_cells(translator.recipe.model, "while translating"):
         return _translate_stdin(translator, args)
 
 
@@ -330,23 +286,6 @@ def _translate_stdin(translator: Translator, args: argparse.Namespace) -> int:
         sys.stdout.write("".join(out.replace("\n", " ") + "\n" for out in outs))
         sys.stdout.flush()  # batch by batch, in input order: an interrupted run keeps what it translated
     return 0
-
-
-@contextlib.contextmanager
-def _naming_plugin_cells(model: ModelConfig, when: str) -> Iterator[None]:
-    """A plugin cell that fails while decoding becomes a PluginError naming the cell, where it
-    comes from and the shapes of the failing call; a failure of ours keeps its traceback."""
-    try:
-        yield
-    except (Seq2SeqError, KeyboardInterrupt):
-        raise
-    except Exception as exc:
-        from seq2seq_rnn.cells.failure import failed_cell  # torch: imported only when something failed
-
-        found = failed_cell(exc, model)
-        if found is None or not found.is_plugin:
-            raise
-        raise PluginError(f"{found.describe(when, exc)}\n  fix or replace the cell; the run is unchanged") from exc
 
 
 def _chunks(lines: Iterator[str], size: int) -> Iterator[list[str]]:
@@ -381,8 +320,9 @@ def _translate_with_plots(translator: Translator, lines: list[str], args: argpar
 
 def cmd_plot(args: argparse.Namespace) -> int:
     from seq2seq_rnn.plot import plot_runs
+    from seq2seq_rnn.run.directory import RunDir
 
-    output = args.output or args.run_dirs[0] / "plots"
+    output = args.output or RunDir(args.run_dirs[0]).plots
     for path in plot_runs(args.run_dirs, output):
         print(path)
     return 0
@@ -398,7 +338,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from seq2seq_rnn.evaluate import evaluate_files
+    from seq2seq_rnn.cells.failure import naming_plugin_cells
+    from seq2seq_rnn.evaluate import evaluate_files, record_evaluation
     from seq2seq_rnn.run.directory import RunDir
 
     if (args.src is None) != (args.ref is None):
@@ -406,7 +347,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     run = RunDir(args.run_dirs[0])
     with (
         run.lock("evaluate"),  # it records into RUN_DIR/scores.json: taken before decoding, to fail at once
-        _naming_plugin_cells(run.load_recipe().model, "while evaluating"),
+        naming_plugin_cells(run.load_recipe().model, "while evaluating"),
     ):
         if args.src is None:
             split = args.split or run.load_recipe().evaluate.split
@@ -418,7 +359,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         src, ref = str(args.src.resolve()), str(args.ref.resolve())
         beam = args.beam_size or translator.recipe.decode.beam_size
         extra = {"source": src, "reference": ref}
-        _record(_members(args), f"{src} -> {ref}", extra, translator, beam, scores, args.quantize)
+        record_evaluation(
+            _members(args), f"{src} -> {ref}", extra, translator.recipe.decode, beam, scores, args.quantize
+        )
     return 0
 
 
@@ -436,7 +379,7 @@ def cmd_average(args: argparse.Namespace) -> int:
                 f"{run.checkpoints} keeps {len(paths)} step checkpoints, fewer than --last {args.last} "
                 "(train with train.keep_checkpoints >= N)"
             )
-        output = average_checkpoints(paths, args.output or run.checkpoints / "averaged.pt")
+        output = average_checkpoints(paths, args.output or run.averaged)
     print(f"averaged {len(paths)} checkpoints into {output}; use it with --checkpoint {output}")
     return 0
 

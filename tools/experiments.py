@@ -104,19 +104,15 @@ def git_commit() -> str:
 
 
 # ------------------------------------------------------------------ reading runs
-def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
-    from seq2seq_rnn.run.directory import RunDir  # the one reader of metrics.jsonl
-
-    return RunDir(run_dir).read_metrics()
-
-
 def summarise(run_dir: Path) -> dict[str, Any] | None:
     """One table row from a finished variant, or None if it has not finished."""
     done = run_dir / RESULT
     if not done.is_file():
         return None
     result = json.loads(done.read_text(encoding="utf-8"))
-    rows = read_metrics(run_dir)
+    from seq2seq_rnn.run.directory import RunDir  # the one reader of metrics.jsonl
+
+    rows = RunDir(run_dir).read_metrics()
     train = [r for r in rows if "tokens_per_sec" in r]
     val = [r for r in rows if "val_bleu" in r]
     rates = [r["tokens_per_sec"] for r in train[1:]] or [r["tokens_per_sec"] for r in train]

@@ -45,6 +45,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from seq2seq_rnn.config import DataConfig, SplitConfig
 from seq2seq_rnn.data.cache import cache_root, cached, digest, file_stamp, tree_stamp
 from seq2seq_rnn.errors import DataError
@@ -150,12 +152,15 @@ def filter_by_length(src_ids: list[list[int]], tgt_ids: list[list[int]], max_len
     """Indices of pairs whose sides both have ≤ ``max_length`` tokens, and the dropped count."""
     if len(src_ids) != len(tgt_ids):
         raise ValueError(f"src_ids has {len(src_ids)} sequences but tgt_ids has {len(tgt_ids)}")
-    kept = [
-        i
-        for i, (s, t) in enumerate(zip(src_ids, tgt_ids, strict=True))
-        if len(s) <= max_length and len(t) <= max_length
-    ]
-    return kept, len(src_ids) - len(kept)
+    lengths = [len(s) for s in src_ids], [len(t) for t in tgt_ids]
+    kept = rows_within(np.asarray(lengths[0], dtype=np.int64), np.asarray(lengths[1], dtype=np.int64), max_length)
+    return kept.tolist(), len(src_ids) - len(kept)
+
+
+def rows_within(src_lengths: np.ndarray, tgt_lengths: np.ndarray, max_length: int) -> np.ndarray:
+    """The length filter (the one place it lives): rows whose sides both have ≤ ``max_length``
+    subwords. Training keeps these rows of the training split."""
+    return np.flatnonzero((src_lengths <= max_length) & (tgt_lengths <= max_length))
 
 
 # ------------------------------------------------------------- the split

@@ -20,7 +20,7 @@ from seq2seq_rnn.data.batching import collate, sentence_batches
 from seq2seq_rnn.data.tokenizer import BOS_ID, EOS_ID, SubwordTokenizer
 from seq2seq_rnn.errors import ConfigError
 from seq2seq_rnn.inference.search import Decodable, Hypothesis, beam_search, greedy_search, max_lengths
-from seq2seq_rnn.progress import progress
+from seq2seq_rnn.progress_bar import progress
 
 log = logging.getLogger(__name__)
 

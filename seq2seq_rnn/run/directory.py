@@ -10,7 +10,16 @@ RUN_DIR/
   metrics.jsonl        one JSON object per logged step or validation (read with read_metrics)
   data.json            pair counts as loaded: read, kept, dropped (for the model card)
   train.log            the training log
+  checkpoints/step-*.pt  weights of the newest validations (train.keep_checkpoints), for averaging
+  checkpoints/averaged.pt  ``seq2seq-rnn average``'s default output
+  tensorboard/         TensorBoard event files (train.tensorboard: true)
+  ray_train.json       where a Ray Train run keeps its checkpoints ({"storage_path", "name"})
+  ray/                 those checkpoints, by default (scaling.storage_path)
   scores.json          every evaluate/test score with its provenance
+  README.md            the model card (written at the end of ``seq2seq-rnn train``)
+  plots/               ``seq2seq-rnn plot``'s default output
+
+A Ray checkpoint is a snapshot of the files :meth:`RunDir.snapshot_files` names.
 
 Why a marker: ``--output-dir .`` or a typo must never overwrite a user's
 README.md or delete a folder called ``tokenizer/``. A folder is written to only
@@ -94,7 +103,10 @@ class RunDir:
     def data_counts(self) -> Path:
         return self.path / "data.json"
 
-    def read_metrics(self) -> list[dict[str, Any]]:
+    def read_metrics(self, required: bool = False) -> list[dict[str, Any]]:
+        """The rows of metrics.jsonl (see :func:`read_metrics`); ``required``: a run without one is an error."""
+        if required and not self.metrics.is_file():
+            raise CheckpointError(f"{self.path}: no metrics.jsonl (is it a run directory that has trained?)")
         return read_metrics(self.metrics)
 
     def read_data_counts(self) -> dict[str, Any]:
@@ -114,6 +126,38 @@ class RunDir:
     @property
     def scores(self) -> Path:
         return self.path / "scores.json"
+
+    @property
+    def averaged(self) -> Path:
+        return self.checkpoints / "averaged.pt"
+
+    @property
+    def tensorboard(self) -> Path:
+        return self.path / "tensorboard"
+
+    @property
+    def ray_state(self) -> Path:
+        return self.path / "ray_train.json"
+
+    @property
+    def ray_storage(self) -> Path:
+        return self.path / "ray"
+
+    @property
+    def model_card(self) -> Path:
+        return self.path / "README.md"
+
+    @property
+    def plots(self) -> Path:
+        return self.path / "plots"
+
+    def snapshot_files(self, with_state: bool = True) -> list[Path]:
+        """The files that travel with a Ray snapshot of this run, those that exist: recipe.yaml and
+        tokenizer/ (what every rank needs) and, ``with_state``, the training state."""
+        files = [self.recipe, *sorted(self.tokenizer.glob("*"))]
+        if with_state:
+            files += [self.marker, self.metrics, self.data_counts, self.log, self.last, self.best]
+        return [f for f in files if f.is_file()]
 
     def step_checkpoint(self, step: int) -> Path:
         return self.checkpoints / f"step-{step:08d}.pt"

@@ -197,6 +197,6 @@ def model_card(run_dir: Path, command: list[str] | None = None) -> str:
 
 def write_model_card(run_dir: Path, command: list[str] | None = None) -> Path:
     """Write RUN_DIR/README.md; returns its path."""
-    path = Path(run_dir) / "README.md"
+    path = RunDir(Path(run_dir)).model_card
     write_text_atomic(path, model_card(run_dir, command))
     return path

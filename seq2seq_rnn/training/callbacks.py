@@ -17,12 +17,11 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from seq2seq_rnn.errors import ConfigError
-from seq2seq_rnn.progress import on_terminal
+from seq2seq_rnn.progress_bar import on_terminal, terminal_bar
 
 if TYPE_CHECKING:
     from seq2seq_rnn.training.loop import Trainer
@@ -100,12 +99,8 @@ class ProgressDisplay(Callback):
 
     def on_train_begin(self, trainer: Trainer) -> None:
         if self.terminal and trainer.hooks.is_main:
-            from tqdm.auto import tqdm
-
             total = trainer.recipe.train.max_steps or None
-            self.bar = tqdm(
-                total=total, initial=trainer.progress.step, unit="step", dynamic_ncols=True, file=sys.stderr
-            )
+            self.bar = terminal_bar(total, initial=trainer.progress.step, unit="step")
 
     def on_step_end(self, trainer: Trainer, loss: float, tokens: int) -> None:
         if self.bar is not None:

@@ -23,11 +23,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from seq2seq_rnn.cells.failure import failed_cell
+from seq2seq_rnn.cells.failure import plugin_error
 from seq2seq_rnn.config import Recipe
 from seq2seq_rnn.data.batching import Batch, TokenBatchSampler
 from seq2seq_rnn.data.cache import cache_root
-from seq2seq_rnn.errors import PluginError, Seq2SeqError, TrainingInterrupted
+from seq2seq_rnn.errors import Seq2SeqError, TrainingInterrupted
+from seq2seq_rnn.metrics import Scores
 from seq2seq_rnn.run.directory import RunDir
 from seq2seq_rnn.training.callbacks import Callback, MetricsFile, ProgressDisplay, Report, TensorBoard
 from seq2seq_rnn.training.checkpoints import CheckpointManager
@@ -142,7 +143,7 @@ class Trainer:
         if self.hooks.is_main:
             found.append(MetricsFile(self.run.metrics))
             if self.cfg.tensorboard:
-                found.append(TensorBoard(self.run.path / "tensorboard"))
+                found.append(TensorBoard(self.run.tensorboard))
         return [*found, ProgressDisplay(), Report()]
 
     def _prepared(self) -> Parts:
@@ -150,25 +151,11 @@ class Trainer:
             raise RuntimeError("Trainer.prepare() has not run yet")
         return self.parts
 
-    @property
-    def device(self) -> torch.device:
-        return self._prepared().device
-
-    @property
-    def data(self) -> Data:
-        return self._prepared().data
-
-    @property
-    def model(self) -> nn.Module:
-        return self._prepared().model
-
-    @property
-    def optimizer(self) -> torch.optim.Optimizer:
-        return self._prepared().optimizer
-
-    @property
-    def sampler(self) -> TokenBatchSampler:
-        return self._prepared().sampler
+    device = property(lambda self: self._prepared().device, doc="set by prepare()")
+    data = property(lambda self: self._prepared().data, doc="set by prepare()")
+    model = property(lambda self: self._prepared().model, doc="set by prepare()")
+    optimizer = property(lambda self: self._prepared().optimizer, doc="set by prepare()")
+    sampler = property(lambda self: self._prepared().sampler, doc="set by prepare()")
 
     # -- the loop --------------------------------------------------------
     def fit(self) -> dict[str, Any]:
@@ -270,15 +257,7 @@ class Trainer:
             loss_sum, tokens, seconds = self.hooks.all_reduce_sum(summed.to(self.device)).tolist()
             # tokens of all ranks over the ranks' mean time: the run's throughput
             run = Window(loss_sum, int(tokens), seconds / self.hooks.world_size)
-        metrics = {
-            "step": p.step,
-            "epoch": p.epoch,
-            "loss": round(run.loss(), 5),
-            "lr": self._prepared().schedule.lr(p.step),
-            "tokens_per_sec": round(run.rate(), 1),
-            "nonfinite_steps": p.nonfinite_steps,
-        }
-        self._emit("on_log", metrics)
+        self._emit("on_log", train_log_metrics(p, run, self._prepared().schedule))
         window.reset()
 
     # -- validation and checkpoints --------------------------------------
@@ -292,30 +271,7 @@ class Trainer:
             parts.checkpoints.save_last()  # the weights of this step; resume validates first
             raise
         p.validation_due, self._validating = False, False
-        finite = math.isfinite(val_loss) and math.isfinite(scores.bleu)
-        if not finite:
-            log.warning("validation at step %d: non-finite loss (%s); never recorded as best", p.step, val_loss)
-        improved = finite and scores.bleu > p.best_bleu
-        if improved:
-            p.best_bleu, p.best_step, p.bad_validations = scores.bleu, p.step, 0
-        else:
-            p.bad_validations += 1
-        if parts.schedule.observe(scores.bleu):
-            log.info("validation BLEU plateaued: learning rate now %.2e", parts.schedule.lr(p.step))
-        metrics = {
-            "step": p.step,
-            "epoch": p.epoch,
-            "val_loss": round(val_loss, 5),
-            "val_bleu": round(scores.bleu, 2),
-            "val_chrf": round(scores.chrf, 2),
-            "lr": parts.schedule.lr(p.step),
-            "best_val_bleu": round(p.best_bleu, 2),
-            "bleu_signature": scores.bleu_signature,
-        }
-        best = " (best)" if improved else ""
-        log.info(
-            "validation at step %d: loss %.3f, BLEU %.2f, chrF %.2f%s", p.step, val_loss, scores.bleu, scores.chrf, best
-        )
+        metrics, improved = record_validation(p, parts.schedule, val_loss, scores)
         if improved:
             parts.checkpoints.save_best()
         parts.checkpoints.keep_step()
@@ -334,15 +290,15 @@ class Trainer:
             saved = f"The last good state (step {self.progress.step}) is in {self.run.last}"
         except Seq2SeqError as save_error:
             saved = f"No checkpoint could be written ({save_error})"
-        found = failed_cell(exc, self.recipe.model)
-        if found is None or not found.is_plugin:
-            log.error("training failed at step %d; %s", self.progress.step + 1, saved)
-            return
-        raise PluginError(
-            f"{found.describe(f'at step {self.progress.step + 1}', exc)}\n  "
+        advice = (
             f"batch: {self._batch_shapes}\n  {saved}; fix or replace the cell, "
             f"then continue with --resume --output-dir {self.run.path}"
-        ) from exc
+        )
+        error = plugin_error(exc, self.recipe.model, f"at step {self.progress.step + 1}", advice)
+        if error is None:
+            log.error("training failed at step %d; %s", self.progress.step + 1, saved)
+            return
+        raise error from exc
 
     def stop(self, signum: int) -> None:
         """Ask the loop to stop after the current step (signal handler); a validation stops at once."""
@@ -350,6 +306,51 @@ class Trainer:
         if self._validating:
             self._validating = False
             raise _ValidationStopped
+
+
+def record_validation(
+    p: Progress, schedule: LRSchedule, val_loss: float, scores: Scores
+) -> tuple[dict[str, Any], bool]:
+    """Book a validation into the counters and the schedule; returns (its metrics row, improved).
+
+    A non-finite validation is never recorded as best."""
+    finite = math.isfinite(val_loss) and math.isfinite(scores.bleu)
+    if not finite:
+        log.warning("validation at step %d: non-finite loss (%s); never recorded as best", p.step, val_loss)
+    improved = finite and scores.bleu > p.best_bleu
+    if improved:
+        p.best_bleu, p.best_step, p.bad_validations = scores.bleu, p.step, 0
+    else:
+        p.bad_validations += 1
+    if schedule.observe(scores.bleu):
+        log.info("validation BLEU plateaued: learning rate now %.2e", schedule.lr(p.step))
+    metrics = {
+        "step": p.step,
+        "epoch": p.epoch,
+        "val_loss": round(val_loss, 5),
+        "val_bleu": round(scores.bleu, 2),
+        "val_chrf": round(scores.chrf, 2),
+        "lr": schedule.lr(p.step),
+        "best_val_bleu": round(p.best_bleu, 2),
+        "bleu_signature": scores.bleu_signature,
+    }
+    best = " (best)" if improved else ""
+    log.info(
+        "validation at step %d: loss %.3f, BLEU %.2f, chrF %.2f%s", p.step, val_loss, scores.bleu, scores.chrf, best
+    )
+    return metrics, improved
+
+
+def train_log_metrics(p: Progress, window: Window, schedule: LRSchedule) -> dict[str, Any]:
+    """The metrics row of a training log line (``window``: the run's, summed over ranks)."""
+    return {
+        "step": p.step,
+        "epoch": p.epoch,
+        "loss": round(window.loss(), 5),
+        "lr": schedule.lr(p.step),
+        "tokens_per_sec": round(window.rate(), 1),
+        "nonfinite_steps": p.nonfinite_steps,
+    }
 
 
 class _ValidationStopped(Exception):

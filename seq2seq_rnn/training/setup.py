@@ -23,7 +23,7 @@ from torch import nn
 from seq2seq_rnn.config import OptimizerConfig, Recipe
 from seq2seq_rnn.data.batching import Batch
 from seq2seq_rnn.data.cache import cached, digest
-from seq2seq_rnn.data.corpus import ParallelCorpus, SplitTable, load_split_table
+from seq2seq_rnn.data.corpus import ParallelCorpus, SplitTable, load_split_table, rows_within
 from seq2seq_rnn.data.tokenizer import SubwordTokenizer
 from seq2seq_rnn.data.tokens import TokenizedSplit, tokenize_split
 from seq2seq_rnn.errors import ConfigError
@@ -149,8 +149,7 @@ def prepare_data(recipe: Recipe, run: RunDir, cache_dir: Path, is_main: bool = T
     else:
         tok = train_tokenizer(recipe, train, run, cache_dir)
     train_ids = tokenize_split(train, tok, cache_dir)
-    within = (train_ids.src_lengths <= data_cfg.max_length) & (train_ids.tgt_lengths <= data_cfg.max_length)
-    rows = np.flatnonzero(within)
+    rows = rows_within(train_ids.src_lengths, train_ids.tgt_lengths, data_cfg.max_length)
     if len(rows) < len(train_ids):
         log.info(
             "data: dropped %d training pairs longer than %d subwords",

@@ -34,7 +34,6 @@ from seq2seq_rnn.run.directory import RunDir
 from seq2seq_rnn.training import prepare_data, prepare_run
 
 log = logging.getLogger("seq2seq_rnn.integrations.ray")
-STATE_FILE = "ray_train.json"  # {"storage_path", "name"}: where this run's Ray checkpoints are
 
 
 def train_distributed(
@@ -122,8 +121,8 @@ def prepare_shared_data(recipe: Recipe, run_dir: Path) -> Path:
 
 def _storage(recipe: Recipe, run: RunDir, resume: bool) -> tuple[str, str]:
     """(storage_path, name) of the Ray run: reused on --resume so Ray finds its checkpoints."""
-    storage = recipe.scaling.storage_path or str(run.path / "ray")
-    state_file = run.path / STATE_FILE
+    storage = recipe.scaling.storage_path or str(run.ray_storage)
+    state_file = run.ray_state  # {"storage_path", "name"}: where this run's Ray checkpoints are
     if resume and state_file.is_file():
         state = json.loads(state_file.read_text(encoding="utf-8"))
         if state.get("storage_path") == storage:

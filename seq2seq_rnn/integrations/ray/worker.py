@@ -24,21 +24,17 @@ import torch.distributed as dist
 
 from seq2seq_rnn.config import validate_recipe
 from seq2seq_rnn.registry import import_target
-from seq2seq_rnn.run.directory import MARKER_NAME, RunDir
+from seq2seq_rnn.run.directory import RunDir
 from seq2seq_rnn.training import Hooks, Trainer
 
 log = logging.getLogger("seq2seq_rnn.integrations.ray")
-
-STATE_FILES = (MARKER_NAME, "metrics.jsonl", "data.json", "train.log", "checkpoints/last.pt", "checkpoints/best.pt")
 
 
 # ------------------------------------------------------------ run-dir files
 def pack_run_dir(run_dir: Path, with_state: bool) -> dict[str, bytes]:
     """recipe.yaml and tokenizer/ (and, ``with_state``, the training state) as {relative path: bytes}."""
-    files = [run_dir / "recipe.yaml", *sorted((run_dir / "tokenizer").glob("*"))]
-    if with_state:
-        files += [run_dir / name for name in STATE_FILES]
-    return {str(f.relative_to(run_dir)): f.read_bytes() for f in files if f.is_file()}
+    files = RunDir(run_dir).snapshot_files(with_state)
+    return {str(f.relative_to(run_dir)): f.read_bytes() for f in files}
 
 
 def unpack_run_dir(files: dict[str, bytes], run_dir: Path) -> None:
@@ -54,11 +50,8 @@ def snapshot_run_dir(run_dir: Path, dest: Path) -> None:
     Checkpoints are replaced by rename, never rewritten in place, so a link
     keeps the version it was taken from.
     """
-    for name in ("recipe.yaml", *STATE_FILES, *(str(f.relative_to(run_dir)) for f in run_dir.glob("tokenizer/*"))):
-        src = run_dir / name
-        if not src.is_file():
-            continue
-        target = dest / name
+    for src in RunDir(run_dir).snapshot_files():
+        target = dest / src.relative_to(run_dir)
         target.parent.mkdir(parents=True, exist_ok=True)
         try:
             os.link(src, target)
