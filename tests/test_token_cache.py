@@ -30,7 +30,7 @@ def forbid_reading_and_tokenizing(monkeypatch: pytest.MonkeyPatch) -> None:
     def fail(*_args: object, **_kwargs: object) -> None:
         pytest.fail("the corpus was read or tokenized again")
 
-    monkeypatch.setattr(tokens_module._Encoder, "__call__", fail)  # the only caller of encode on a split
+    monkeypatch.setattr(tokens_module._TokenizeRows, "__call__", fail)  # the only caller of encode on a split
     monkeypatch.setattr(SubwordTokenizer, "train", fail)
     monkeypatch.setattr(corpus_module, "_write_pairs", fail)
 

@@ -208,7 +208,7 @@ def bench_decode(args: argparse.Namespace) -> dict[str, Any]:
     ``beam5_peak_gflop_seconds`` = beam-5 seconds × peak GFLOP/s, the machine-independent
     figure of issue #12 (target ≤ 1,000 for 1,000 sentences)."""
     from seq2seq_rnn.data.corpus import load_split
-    from seq2seq_rnn.inference.decoding import decode_ids, encode_sources, settings
+    from seq2seq_rnn.inference.decoding import decode_ids, encode_sources, with_overrides
     from seq2seq_rnn.inference.quantize import quantize_int8
     from seq2seq_rnn.inference.translator import Translator
     from seq2seq_rnn.metrics import score
@@ -230,7 +230,7 @@ def bench_decode(args: argparse.Namespace) -> dict[str, Any]:
         (s, beam, w) for beam in (1, 5) for s, w in (("old", "fp32"), ("new", "fp32"), ("new", "int8")) if w in models
     ]
     for search, beam, weights in runs:
-        decode = settings(recipe.decode, beam_size=beam, batch_size=64)
+        decode = with_overrides(recipe.decode, beam_size=beam, batch_size=64)
         fn = _plain_decode if search == "old" else decode_ids
         start = time.perf_counter()
         found = fn(models[weights], ids, decode, dev)

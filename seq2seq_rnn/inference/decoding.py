@@ -34,7 +34,7 @@ def resolve_device(name: str, setting: str = "train.device") -> torch.device:
     return torch.device(name)
 
 
-def settings(
+def with_overrides(
     decode: DecodeConfig,
     beam_size: int | None = None,
     batch_size: int | None = None,

@@ -16,8 +16,8 @@ from seq2seq_rnn.inference.decoding import (
     decode_ids,
     encode_sources,
     resolve_device,
-    settings,
     translate_corpus,
+    with_overrides,
 )
 from seq2seq_rnn.inference.quantize import apply_quantization
 from seq2seq_rnn.inference.search import Hypothesis
@@ -101,7 +101,7 @@ class Translator:
         length_penalty: float | None = None,
     ) -> list[str]:
         """Detokenized translations, in input order; an empty line gives an empty line."""
-        decode = settings(self.recipe.decode, beam_size, batch_size, length_penalty)
+        decode = with_overrides(self.recipe.decode, beam_size, batch_size, length_penalty)
         return translate_corpus(self.model, self.tokenizer, sentences, decode, self.device, self.max_source_length)
 
     def translate_nbest(
@@ -117,7 +117,7 @@ class Translator:
 
         ``attention=True`` fills each hypothesis's ``attention`` (T, S) for attentional models.
         """
-        decode = settings(self.recipe.decode, beam_size, batch_size, length_penalty)
+        decode = with_overrides(self.recipe.decode, beam_size, batch_size, length_penalty)
         check_beam(decode.beam_size, self.tokenizer.target_vocab_size)
         ids = self._encode(sentences)
         return decode_ids(self.model, ids, decode, self.device, nbest=nbest, attention=attention)

@@ -7,7 +7,7 @@ from torch import nn
 
 from seq2seq_rnn.config import Recipe
 from seq2seq_rnn.data.batching import sentence_batches
-from seq2seq_rnn.inference.decoding import settings, translate_corpus
+from seq2seq_rnn.inference.decoding import translate_corpus, with_overrides
 from seq2seq_rnn.metrics import Scores, score
 from seq2seq_rnn.training.setup import Data, to_device
 from seq2seq_rnn.training.state import Hooks
@@ -32,7 +32,7 @@ class Validator:
                 logits = self.model(batch.src, batch.src_lengths, batch.tgt_in)
                 l_sum, n = token_loss(logits, batch.tgt_out, 0.0)
                 loss, tokens = loss + float(l_sum), tokens + int(n)
-        decode = settings(self.recipe.decode, beam_size=beam_size or cfg.validation_beam_size)
+        decode = with_overrides(self.recipe.decode, beam_size=beam_size or cfg.validation_beam_size)
         hyps = translate_corpus(
             self.model, d.tokenizer, d.validation.sources, decode, self.device, self.recipe.max_source_length
         )
