@@ -143,7 +143,7 @@ def run_worker(config: dict[str, Any], session: Session) -> dict[str, Any]:
             with checkpoint.as_directory() as folder:
                 restore_run_dir(Path(folder), scratch)
         recipe = validate_recipe(config["recipe"], "recipe")
-        resume = (scratch / "checkpoints" / "last.pt").is_file()
+        resume = RunDir(scratch).has_training_state()
 
         def report(metrics: dict[str, Any], checkpoints: Path | None) -> None:
             _report_snapshot(session, scratch, metrics, is_main=checkpoints is not None)
