@@ -25,6 +25,8 @@ from typing import Any
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # this checkout's package, as in the `-m seq2seq_rnn.cli` runs below (cwd=ROOT)
+    sys.path.insert(0, str(ROOT))
 GRID = ROOT / "recipes" / "experiments" / "grid.yaml"
 RESULT = "experiment.json"
 
