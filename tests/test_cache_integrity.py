@@ -125,7 +125,16 @@ def _meta_binary(entry: Path) -> None:
     (entry / "meta.json").write_bytes(b"\xff\xfe\x00garbage")
 
 
-DAMAGE = [_truncate, _garble, _garble_header, _arrow_gone, _meta_not_json, _meta_wrong_shape, _meta_edited, _meta_binary]
+DAMAGE = [
+    _truncate,
+    _garble,
+    _garble_header,
+    _arrow_gone,
+    _meta_not_json,
+    _meta_wrong_shape,
+    _meta_edited,
+    _meta_binary,
+]
 
 
 @pytest.mark.parametrize("damage", DAMAGE, ids=lambda f: f.__name__.strip("_"))
@@ -220,7 +229,11 @@ def test_the_cli_reports_an_unusable_cache_without_a_traceback(tmp_path):
     env = {**os.environ, "SEQ2SEQ_RNN_CACHE": str(blocker)}
     done = subprocess.run(
         [sys.executable, "-m", "seq2seq_rnn.cli", "train", str(recipe), "--output-dir", str(tmp_path / "run")],
-        capture_output=True, text=True, env=env, cwd=ROOT, timeout=300,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=300,
     )
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr
