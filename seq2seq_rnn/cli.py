@@ -16,7 +16,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from seq2seq_rnn.errors import CheckpointError, PluginError, Seq2SeqError, TrainingInterrupted, UsageError
+from seq2seq_rnn.errors import (
+    CheckpointError,
+    PluginError,
+    PluginExit,
+    Seq2SeqError,
+    TrainingInterrupted,
+    UsageError,
+)
 
 if TYPE_CHECKING:
     from seq2seq_rnn.config import ModelConfig
@@ -503,6 +510,30 @@ def main(argv: list[str] | None = None) -> int:
     except Seq2SeqError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except PluginExit as exc:  # plugin code exited where no component could be named
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except SystemExit as exc:  # none of our commands exits: plugin or user code did (argparse ran above)
+        print(f"error: {_foreign_exit(exc, args.command)}", file=sys.stderr)
+        return 2
+
+
+def _foreign_exit(exc: SystemExit, command: str) -> str:
+    """Where a ``SystemExit`` raised inside a command came from: the innermost frame outside this package."""
+    from seq2seq_rnn.errors import describe_exit
+
+    package = str(Path(__file__).resolve().parent)
+    where = "code outside seq2seq_rnn"
+    tb = exc.__traceback__
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        if not str(Path(code.co_filename).resolve()).startswith(package):
+            where = f"{code.co_filename}:{tb.tb_lineno} (in {code.co_name})"
+        tb = tb.tb_next
+    return (
+        f"{where} raised {describe_exit(exc)} during `seq2seq-rnn {command}`; "
+        "plugin code must raise an exception, not exit the process"
+    )
 
 
 if __name__ == "__main__":
