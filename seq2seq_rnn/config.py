@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal, get_args, get_origin
 
 import pydantic
 import yaml
+import yaml.reader
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
@@ -536,7 +537,13 @@ def parse_yaml(text: str, source: str) -> Any:
     """Safe-load ``text``, refusing documents that are too large, too deep or expand too much."""
     if len(text) > MAX_RECIPE_BYTES:
         raise ConfigError(f"{source}: more than {MAX_RECIPE_BYTES:,} characters; a recipe is a few KB")
-    loader = _Loader(text)
+    try:
+        loader = _Loader(text)  # the reader refuses control characters here, before any parsing
+    except yaml.reader.ReaderError as exc:
+        raise ConfigError(
+            f"{source}: control character U+{exc.character:04X} at character {exc.position + 1} is not allowed in "
+            'YAML; remove it (inside double quotes an escape such as "\\x07" spells one, if you mean it)'
+        ) from None
     try:
         node = loader.get_single_node()
         if node is None:

@@ -50,7 +50,7 @@ def pyplot() -> Any:
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
     """The JSON objects of RUN_DIR/metrics.jsonl, in order (a cut-off last line is skipped)."""
     run = RunDir(Path(run_dir))
-    if not run.metrics.is_file():
+    if not run.metrics.exists():
         raise CheckpointError(f"{run_dir}: no metrics.jsonl (is it a run directory that has trained?)")
     return run.read_metrics()
 

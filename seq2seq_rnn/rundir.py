@@ -219,6 +219,7 @@ class RunDir:
         """
         if not self.is_ours():
             raise RunDirError(f"{self.path} is not a seq2seq_rnn run directory (no {MARKER_NAME})")
+        self._check_entries()
         key = self.path.resolve()
         held = _HELD.get(key)
         if held is not None:
@@ -235,6 +236,24 @@ class RunDir:
         finally:
             del _HELD[key]
             os.close(fd)  # releases the lock (the only descriptor of this file the process has open)
+
+    def _check_entries(self) -> None:
+        """Refuse a run whose own files are folders or special files (a ``metrics.jsonl/`` folder, a FIFO
+        as ``train.log``): found before any work, not as a traceback when the first line is appended."""
+        files = (self.lock_file, self.recipe, self.metrics, self.data_counts, self.log, self.scores)
+        for path in (*files, self.path / "README.md"):
+            if path.exists() and not path.is_file():
+                kind = "a folder" if path.is_dir() else "not a regular file"
+                raise RunDirError(
+                    f"{path} is {kind}; seq2seq_rnn keeps a file of that name in its run directory. "
+                    f"Move it out of {self.path} and run again"
+                )
+        for folder in (self.checkpoints, self.tokenizer):
+            if folder.exists() and not folder.is_dir():
+                raise RunDirError(
+                    f"{folder} is a file; seq2seq_rnn keeps a folder of that name in its run directory. "
+                    f"Move it out of {self.path} and run again"
+                )
 
     def _acquire(self, command: str) -> int:
         try:
@@ -277,8 +296,10 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
     appended one write at a time, so a kill or a full disk can only cut the last line
     short: that line is skipped. A bad line anywhere else is a CheckpointError naming it.
     """
-    if not path.is_file():
+    if not path.exists():
         return []
+    if not path.is_file():
+        raise CheckpointError(f"{path} is {'a folder' if path.is_dir() else 'not a regular file'}, not a metrics file")
     lines = [(n, line) for n, line in enumerate(path.read_text(encoding="utf-8", errors="replace").split("\n"), 1)]
     lines = [(n, line) for n, line in lines if line.strip()]
     rows = []
