@@ -42,10 +42,14 @@ def two_nodes():
     from ray.cluster_utils import Cluster
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    import ray._private.utils
+
     temp = tempfile.mkdtemp(prefix="rc", dir="/tmp")  # short: Ray's socket paths must stay < 108 bytes
+    # the harness records the head's address in Ray's default temp folder, which it does not create
+    Path(ray._private.utils.get_ray_address_file(None)).parent.mkdir(parents=True, exist_ok=True)
     cluster = Cluster(
         initialize_head=True,
-        head_node_args={"num_cpus": 1, "_temp_dir": temp, "include_dashboard": False},
+        head_node_args={"num_cpus": 1, "temp_dir": temp, "include_dashboard": False},
     )
     second = cluster.add_node(num_cpus=1)
     cluster.wait_for_nodes()
@@ -103,6 +107,7 @@ def test_a_lost_node_restarts_the_workers_from_the_last_checkpoint(two_nodes, tm
     driver.start()
     _wait_for(lambda: _checkpoints(storage) or "error" in outcome, 400, "a first checkpoint")
     assert "error" not in outcome, outcome
+    assert not outcome and not (run / "checkpoints" / "last.pt").is_file()  # still training
     cluster.remove_node(second)  # its worker dies with it
     time.sleep(5)
     cluster.add_node(num_cpus=1)  # a node returns: the group restarts from the checkpoint
@@ -110,6 +115,8 @@ def test_a_lost_node_restarts_the_workers_from_the_last_checkpoint(two_nodes, tm
     assert not driver.is_alive(), "training did not finish"
     assert "error" not in outcome, outcome.get("error")
     assert outcome["metrics"]["step"] == 60
+    log = (run / "train.log").read_text()
+    assert "resumed from" in log, log[-3000:]  # the group restarted from a checkpoint, not from step 0
     steps = _steps(run)
     assert steps == sorted(steps) and steps[-1] == 60, steps
     assert (run / "checkpoints" / "last.pt").is_file()
@@ -135,6 +142,7 @@ def test_resume_after_the_driver_is_killed_finishes(two_nodes, tmp_path):
     time.sleep(3)  # Ray notices the driver is gone and ends its job's workers
     resumed = subprocess.run([*args, "--resume"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-4000:]
+    assert "resumed from" in (run / "train.log").read_text()
     steps = _steps(run)
     assert steps[-1] == 60 and steps == sorted(steps), steps
     assert load_checkpoint(run / "checkpoints" / "last.pt")["progress"]["step"] == 60
