@@ -157,6 +157,7 @@ class RunDir:
             raise RunDirError(f"{path} is a file, not a folder; choose another --output-dir")
         if self.marker.is_file():
             self._check_marker()
+            self._check_entries()
             return
         entries = sorted(p.name for p in path.iterdir()) if path.is_dir() else []
         if entries and not self.is_ours():
@@ -173,6 +174,7 @@ class RunDir:
                 "leave out --resume; to continue a run, give its folder with --output-dir"
             )
         if entries:
+            self._check_entries()
             log.info("%s: a run from before run directories carried %s; marking it", path, MARKER_NAME)
         try:
             path.mkdir(parents=True, exist_ok=True)
@@ -219,7 +221,6 @@ class RunDir:
         """
         if not self.is_ours():
             raise RunDirError(f"{self.path} is not a seq2seq_rnn run directory (no {MARKER_NAME})")
-        self._check_entries()
         key = self.path.resolve()
         held = _HELD.get(key)
         if held is not None:
@@ -238,20 +239,15 @@ class RunDir:
             os.close(fd)  # releases the lock (the only descriptor of this file the process has open)
 
     def _check_entries(self) -> None:
-        """Refuse a run whose own files are folders or special files (a ``metrics.jsonl/`` folder, a FIFO
-        as ``train.log``): found before any work, not as a traceback when the first line is appended."""
-        files = (self.lock_file, self.recipe, self.metrics, self.data_counts, self.log, self.scores)
-        for path in (*files, self.path / "README.md"):
+        """Refuse a run whose files that training writes as it goes are folders or special files (a
+        ``metrics.jsonl/`` folder, a FIFO as ``train.log``): found before any work, not as a traceback
+        when the first line is appended. (scores.json and README.md are written after the work, and a
+        failure there is reported without losing what was computed.)"""
+        for path in (self.lock_file, self.recipe, self.metrics, self.data_counts, self.log):
             if path.exists() and not path.is_file():
                 kind = "a folder" if path.is_dir() else "not a regular file"
                 raise RunDirError(
                     f"{path} is {kind}; seq2seq_rnn keeps a file of that name in its run directory. "
-                    f"Move it out of {self.path} and run again"
-                )
-        for folder in (self.checkpoints, self.tokenizer):
-            if folder.exists() and not folder.is_dir():
-                raise RunDirError(
-                    f"{folder} is a file; seq2seq_rnn keeps a folder of that name in its run directory. "
                     f"Move it out of {self.path} and run again"
                 )
 
