@@ -11,6 +11,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import signal
 import sys
 from collections.abc import Iterator
@@ -519,7 +520,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"interrupted: {exc}", file=sys.stderr)
         return 130
     except Seq2SeqError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {_printable(str(exc))}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # the reader went away (``translate … | head -1``): what it read was whole lines
         _discard_stdout()
@@ -530,6 +531,15 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # none of our commands exits: plugin or user code did (argparse ran above)
         print(f"error: {_foreign_exit(exc, args.command)}", file=sys.stderr)
         return 2
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def _printable(message: str) -> str:
+    """``message`` with control characters written as escapes: a value echoed in an error (a file name,
+    a recipe key) must not move the cursor, clear the screen or retitle the terminal."""
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], message)
 
 
 def _discard_stdout() -> None:

@@ -176,3 +176,16 @@ def test_evaluate_with_a_fifo_as_reference_is_a_message(tiny_run, tmp_path):
     proc = run_cli("evaluate", tiny_run, "--src", tmp_path / "src", "--ref", fifo, timeout=120)
     no_traceback(proc)
     assert proc.returncode == 2 and "named pipe" in proc.stderr, proc.stderr[-2000:]
+
+
+def test_a_nul_character_in_a_data_path_is_a_config_error():
+    with pytest.raises(ConfigError, match=r"data\.train\.source: .* NUL"):
+        load_recipe(TINY, ['data.train.source="a\\x00b"'])
+
+
+def test_control_characters_echoed_in_an_error_are_escaped(tiny_run, tmp_path):
+    (tmp_path / "ref").write_text("a\n")
+    proc = run_cli("evaluate", tiny_run, "--src", tmp_path / "a\x1b]0;pwned\x07b", "--ref", tmp_path / "ref")
+    no_traceback(proc)
+    assert proc.returncode == 2 and "\\x1b]0;pwned\\x07b" in proc.stderr, proc.stderr[-2000:]
+    assert "\x1b" not in proc.stderr and "\x07" not in proc.stderr
