@@ -214,6 +214,20 @@ def test_a_full_disk_is_one_clear_error_and_leaves_no_partial_entry(tmp_path):
         assert not [p for p in (cache / "splits").iterdir() if not p.name.endswith(".lock")]
 
 
+def test_a_disk_that_fills_while_the_tokenizer_is_trained_is_named_as_full(tmp_path):
+    """sentencepiece writes a cut-off model without an error; the cause must still read as a full disk."""
+    from seq2seq_rnn.config import load_recipe
+    from seq2seq_rnn.train import Trainer
+    from tests.helpers import SMALL
+
+    recipe = load_recipe(ROOT / "recipes" / "tiny.yaml", [f"{k}={v}" for k, v in SMALL.items()])
+    with tmpfs(tmp_path / "small", "size=120k") as cache:
+        with pytest.raises(DataError) as info:
+            Trainer(recipe, tmp_path / "run", cache_dir=cache).prepare_data()
+        _assert_names_the_cache(str(info.value), cache)
+        assert "full" in str(info.value)
+
+
 def test_the_cli_reports_an_unusable_cache_without_a_traceback(tmp_path):
     blocker = tmp_path / "cache-file"
     blocker.write_text("x")

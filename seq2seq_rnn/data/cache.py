@@ -170,9 +170,24 @@ def _build_locked(folder: Path, build: Callable[[Path], dict[str, Any]]) -> dict
             meta = build(tmp)
             (tmp / META).write_text(json.dumps(_seal(tmp, meta)) + "\n", encoding="utf-8")
             os.replace(tmp, folder)
+        except Exception as exc:
+            # Some writers (sentencepiece) do not report a full disk; the model they cut short
+            # then fails to load with a message about its format. Name the real cause.
+            if not isinstance(exc, OSError) and _nearly_full(tmp):
+                raise OSError(errno.ENOSPC, "No space left on device", str(tmp)) from exc
+            raise
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     return meta
+
+
+def _nearly_full(path: Path) -> bool:
+    """Less than 1 MiB left for this process on ``path``'s file system."""
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < (1 << 20)
 
 
 def _mkdirs(path: Path) -> None:
