@@ -9,13 +9,21 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import re
 import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from seq2seq_rnn.errors import CheckpointError, Seq2SeqError, TrainingInterrupted, UsageError
+from seq2seq_rnn.errors import (
+    CheckpointError,
+    PluginExit,
+    Seq2SeqError,
+    TrainingInterrupted,
+    UsageError,
+)
 
 if TYPE_CHECKING:
     from seq2seq_rnn.inference.translator import Translator
@@ -182,7 +190,7 @@ def _write_model_card(run_dir: Path, args: argparse.Namespace) -> None:
             command += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
     try:
         print(f"model card: {write_model_card(run_dir, command)}")
-    except (OSError, ValueError, KeyError, Seq2SeqError) as exc:  # the run itself is fine; say what is missing
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, Seq2SeqError) as exc:  # the run is fine
         print(f"warning: no model card written ({type(exc).__name__}: {exc})", file=sys.stderr)
 
 
@@ -238,6 +246,13 @@ def _translate_with_ray(args: argparse.Namespace) -> int:
         raise UsageError("--ray decodes with one model and writes no attention plots")
     if args.actors < 1:
         raise UsageError(f"--actors must be at least 1, got {args.actors}")
+    blocker = next((p for p in (args.output, *args.output.parents) if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        what = "is a file" if blocker == args.output else f"lies under {blocker}, which is a file"
+        raise UsageError(
+            f"--output {args.output} {what}; --ray writes one file per input into a folder: give a new or "
+            "existing folder, e.g. --output translations"
+        )
     require_ray("translate --ray")
     from seq2seq_rnn.integrations.ray import translate_files
 
@@ -430,6 +445,9 @@ COMMANDS = {
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S", stream=sys.stderr)
+    if sys.stdout is None:  # started with stdout closed (``>&-``): Python leaves sys.stdout unset
+        print("error: standard output is closed; redirect it instead (e.g. > out.txt or > /dev/null)", file=sys.stderr)
+        return 2
     try:
         if getattr(args, "imports", None):
             from seq2seq_rnn.registry import import_modules
@@ -444,8 +462,51 @@ def main(argv: list[str] | None = None) -> int:
         print(f"interrupted: {exc}", file=sys.stderr)
         return 130
     except Seq2SeqError as exc:
+        print(f"error: {_printable(str(exc))}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # the reader went away (``translate … | head -1``): what it read was whole lines
+        _discard_stdout()
+        return 0
+    except PluginExit as exc:  # plugin code exited where no component could be named
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except SystemExit as exc:  # none of our commands exits: plugin or user code did (argparse ran above)
+        print(f"error: {_foreign_exit(exc, args.command)}", file=sys.stderr)
+        return 2
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def _printable(message: str) -> str:
+    """``message`` with control characters written as escapes: a value echoed in an error (a file name,
+    a recipe key) must not move the cursor, clear the screen or retitle the terminal."""
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], message)
+
+
+def _discard_stdout() -> None:
+    """Point fd 1 at /dev/null, so that the interpreter's last flush of stdout fails no more."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
+def _foreign_exit(exc: SystemExit, command: str) -> str:
+    """Where a ``SystemExit`` raised inside a command came from: the innermost frame outside this package."""
+    from seq2seq_rnn.errors import describe_exit
+
+    package = str(Path(__file__).resolve().parent)
+    where = "code outside seq2seq_rnn"
+    tb = exc.__traceback__
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        if not str(Path(code.co_filename).resolve()).startswith(package):
+            where = f"{code.co_filename}:{tb.tb_lineno} (in {code.co_name})"
+        tb = tb.tb_next
+    return (
+        f"{where} raised {describe_exit(exc)} during `seq2seq-rnn {command}`; "
+        "plugin code must raise an exception, not exit the process"
+    )
 
 
 if __name__ == "__main__":

@@ -35,6 +35,9 @@ def evaluate_files(
         raise DataError(f"{src} is given as both --src and --ref; the references must be another file")
     if len(sources) != len(refs):
         raise DataError(f"{src} has {len(sources)} lines but {ref} has {len(refs)}; they must be parallel")
+    if not any(line.strip() for line in sources) or not any(line.strip() for line in refs):
+        empty = " and ".join(str(p) for p, lines in ((src, sources), (ref, refs)) if not any(x.strip() for x in lines))
+        raise DataError(f"nothing to score: {empty} hold{'s' * (' and ' not in empty)} no sentences")
     return _score(translator, sources, refs, beam_size)
 
 

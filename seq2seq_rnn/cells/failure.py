@@ -49,7 +49,10 @@ def failed_cell(exc: BaseException, model: ModelConfig) -> CellFailure | None:
         tb = tb.tb_next
     if cell is None or frame_locals is None:
         return None
-    shapes = ", ".join(f"{key} {shape}" for key, value in frame_locals.items() if (shape := _shape_of(value)))
+    named = dict(frame_locals)
+    if isinstance(named.get("args"), tuple):  # a wrapper's (*args): name them by position
+        named.update({f"arg{i}": value for i, value in enumerate(named.pop("args"))})
+    shapes = ", ".join(f"{key} {shape}" for key, value in named.items() if (shape := _shape_of(value)))
     for side in ("encoder", "decoder"):
         name = getattr(model, side).cell
         cls = CELLS.get(name)

@@ -43,6 +43,7 @@ def resolve_plugin(spec: str, base_dir: Path) -> str:
 
 def resolve_paths(raw: dict[str, Any], base_dir: Path) -> dict[str, Any]:
     """Make relative data paths and ``plugins`` files absolute (relative to the recipe's folder)."""
+    _refuse_nul_in_paths(raw)
     plugins = raw.get("plugins")
     if isinstance(plugins, list):
         raw["plugins"] = [resolve_plugin(p, base_dir) if isinstance(p, str) else p for p in plugins]
@@ -63,3 +64,17 @@ def resolve_paths(raw: dict[str, Any], base_dir: Path) -> dict[str, Any]:
             if isinstance(value, str) and not Path(value).expanduser().is_absolute():
                 spec[key] = str((base_dir / value).resolve())
     return raw
+
+
+def _refuse_nul_in_paths(raw: dict[str, Any]) -> None:
+    """A NUL character cannot be in a path (the OS refuses it with a ValueError, not an OSError)."""
+    data = raw.get("data") if isinstance(raw.get("data"), dict) else {}
+    found = [("plugins", p) for p in raw.get("plugins") or [] if isinstance(raw.get("plugins"), list)]
+    found += [("data.hub_name", data.get("hub_name"))]
+    for split in ("train", "validation", "test"):
+        spec = data.get(split)
+        if isinstance(spec, dict):
+            found += [(f"data.{split}.{key}", spec.get(key)) for key in ("source", "target", "path")]
+    for where, value in found:
+        if isinstance(value, str) and "\x00" in value:
+            raise ConfigError(f"{where}: {ECHO.repr(value)} contains a NUL character, which no path may hold")

@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 import yaml
+import yaml.reader
 
 from seq2seq_rnn.config.messages import shorten
 from seq2seq_rnn.errors import ConfigError
@@ -34,7 +35,13 @@ def parse_yaml(text: str, source: str) -> Any:
     """Safe-load ``text``, refusing documents that are too large, too deep or expand too much."""
     if len(text) > MAX_RECIPE_BYTES:
         raise ConfigError(f"{source}: more than {MAX_RECIPE_BYTES:,} characters; a recipe is a few KB")
-    loader = _Loader(text)
+    try:
+        loader = _Loader(text)  # the reader refuses control characters here, before any parsing
+    except yaml.reader.ReaderError as exc:
+        raise ConfigError(
+            f"{source}: control character U+{exc.character:04X} at character {exc.position + 1} is not allowed in "
+            'YAML; remove it (inside double quotes an escape such as "\\x07" spells one, if you mean it)'
+        ) from None
     try:
         node = loader.get_single_node()
         if node is None:

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 import pydantic
 import yaml
+import yaml.reader
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 

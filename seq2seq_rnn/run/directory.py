@@ -105,7 +105,7 @@ class RunDir:
 
     def read_metrics(self, required: bool = False) -> list[dict[str, Any]]:
         """The rows of metrics.jsonl (see :func:`read_metrics`); ``required``: a run without one is an error."""
-        if required and not self.metrics.is_file():
+        if required and not self.metrics.exists():  # a folder there: read_metrics names it
             raise CheckpointError(f"{self.path}: no metrics.jsonl (is it a run directory that has trained?)")
         return read_metrics(self.metrics)
 
@@ -201,6 +201,7 @@ class RunDir:
             raise RunDirError(f"{path} is a file, not a folder; choose another --output-dir")
         if self.marker.is_file():
             self._check_marker()
+            self._check_entries()
             return
         entries = sorted(p.name for p in path.iterdir()) if path.is_dir() else []
         if entries and not self.is_ours():
@@ -217,6 +218,7 @@ class RunDir:
                 "leave out --resume; to continue a run, give its folder with --output-dir"
             )
         if entries:
+            self._check_entries()
             log.info("%s: a run from before run directories carried %s; marking it", path, MARKER_NAME)
         try:
             path.mkdir(parents=True, exist_ok=True)
@@ -280,6 +282,19 @@ class RunDir:
             del _HELD[key]
             os.close(fd)  # releases the lock (the only descriptor of this file the process has open)
 
+    def _check_entries(self) -> None:
+        """Refuse a run whose files that training writes as it goes are folders or special files (a
+        ``metrics.jsonl/`` folder, a FIFO as ``train.log``): found before any work, not as a traceback
+        when the first line is appended. (scores.json and README.md are written after the work, and a
+        failure there is reported without losing what was computed.)"""
+        for path in (self.lock_file, self.recipe, self.metrics, self.data_counts, self.log):
+            if path.exists() and not path.is_file():
+                kind = "a folder" if path.is_dir() else "not a regular file"
+                raise RunDirError(
+                    f"{path} is {kind}; seq2seq_rnn keeps a file of that name in its run directory. "
+                    f"Move it out of {self.path} and run again"
+                )
+
     def _acquire(self, command: str) -> int:
         try:
             fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o666)
@@ -321,8 +336,10 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
     appended one write at a time, so a kill or a full disk can only cut the last line
     short: that line is skipped. A bad line anywhere else is a CheckpointError naming it.
     """
-    if not path.is_file():
+    if not path.exists():
         return []
+    if not path.is_file():
+        raise CheckpointError(f"{path} is {'a folder' if path.is_dir() else 'not a regular file'}, not a metrics file")
     lines = [(n, line) for n, line in enumerate(path.read_text(encoding="utf-8", errors="replace").split("\n"), 1)]
     lines = [(n, line) for n, line in lines if line.strip()]
     rows = []
