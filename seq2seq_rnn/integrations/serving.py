@@ -184,16 +184,20 @@ def check_decoding(parsed: Parsed, default_beam: int, vocab_size: int, limits: L
 
 
 def validation_error(exc: pydantic.ValidationError) -> RequestError:
-    """pydantic's first complaint as a 422 naming the field (``text[2]``) and the rule."""
-    first = exc.errors(include_url=False)[0]
-    field = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in first["loc"]).lstrip(".") or "body"
+    """pydantic's deepest complaint as a 422 naming the field (``text[2]``) and the rule."""
+    errors = exc.errors(include_url=False)
+    first = max(errors, key=lambda e: len(e["loc"]))  # inside a list beats "not a string" of the union
+    parts = [p for p in first["loc"] if p not in _UNION_TAGS]
+    field = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in parts).lstrip(".") or "body"
     if first["type"] == "extra_forbidden":
         allowed = ", ".join(TranslateRequest.model_fields)
         return RequestError(422, field, "a known field", f"unknown field {field!r}; known fields: {allowed}")
-    if field.startswith("text") and first["type"] in ("string_type", "list_type"):  # the union's two complaints
-        field = field.removesuffix(".str").removesuffix(".list[str]")
-        return RequestError(422, field or "text", "a string or a list of strings", _got(first))
+    if field == "text":  # neither branch of the union
+        return RequestError(422, field, "a string or a list of strings", _got(first))
     return RequestError(422, field, first["msg"], f"{field}: {first['msg']} ({_got(first)})")
+
+
+_UNION_TAGS = {"str", "list[str]"}  # pydantic names the branch of ``str | list[str]`` in an error's location
 
 
 def _got(error: Any) -> str:

@@ -22,7 +22,6 @@ decoding; what a client sends gets a 4xx with a JSON body, never a 500.
     serve.run(app)  # or in a Serve config file: import_path: my_module:app
 """
 
-
 import argparse
 import asyncio
 import logging
