@@ -176,3 +176,17 @@ def test_the_validation_layer_imports_neither_ray_nor_torch() -> None:
     code = "import sys, seq2seq_rnn.integrations.serving; print(sorted({'ray', 'torch', 'fastapi'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_without_ray_serve_the_command_says_what_to_install(monkeypatch: pytest.MonkeyPatch, cli) -> None:
+    import importlib.util
+
+    from seq2seq_rnn.errors import ConfigError
+    from seq2seq_rnn.integrations import serving
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(serving.importlib.util, "find_spec", lambda name: None if name == "fastapi" else real(name))
+    with pytest.raises(ConfigError, match=r"pip install 'seq2seq_rnn\[serve\]'"):
+        serving.require_serve()
+    proc = cli("serve", "--help")
+    assert proc.returncode == 0 and "--max-batch-size" in proc.stdout and "--api-key-file" in proc.stdout
