@@ -28,6 +28,7 @@ import logging
 import signal
 import sys
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -194,6 +195,7 @@ class Server:
         self._decode.set_batch_wait_timeout_s(batch_wait_ms / 1000)
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="decode")  # one decoder at a time: batches, not threads
         self.replica = serve.get_replica_context().replica_id.unique_id
+        self.decoded = {"batches": 0, "sentences": 0, "decode_s": 0.0}
         _AUTH["digest"] = api_key_digest
 
     # ------------------------------------------------------------- routes
@@ -201,6 +203,11 @@ class Server:
     async def healthz(self) -> dict[str, Any]:
         """200 once every model is loaded (the replica is not ready before)."""
         return {"status": "ok", "models": self.names}
+
+    @app.get("/v1/stats")
+    async def stats(self) -> dict[str, Any]:
+        """What this replica decoded so far: batches, sentences, seconds spent decoding."""
+        return {"replica": self.replica, **self.decoded, "max_batch_size": self.max_batch_size}
 
     @app.get("/v1/models")
     async def list_models(self) -> dict[str, Any]:
@@ -279,6 +286,7 @@ class Server:
         for i, item in enumerate(items):
             groups[(item.model, item.beam_size, item.n_best, item.max_length)].append(i)
         out: list[list[Translation]] = [[] for _ in items]
+        start = time.monotonic()
         for (name, beam, n_best, max_length), index in groups.items():
             translator = self.models[name].translator
             decode = settings(translator.recipe.decode, beam, len(index))
@@ -291,6 +299,9 @@ class Server:
             for i, hyps in zip(index, found, strict=True):
                 texts = translator.tokenizer.decode_target([h.tokens for h in hyps]) if hyps else []
                 out[i] = [Translation(t, round(h.score, 6)) for t, h in zip(texts, hyps, strict=True)]
+        self.decoded["batches"] += 1
+        self.decoded["sentences"] += len(items)
+        self.decoded["decode_s"] += time.monotonic() - start
         return out
 
 
