@@ -347,8 +347,27 @@ def require_serve() -> None:
         )
 
 
+def check_runs(specs: Sequence[ModelSpec], checkpoint: str) -> None:
+    """Refuse a missing run or checkpoint with our message, before Ray starts (not after Serve's retries)."""
+    from seq2seq_rnn.errors import CheckpointError
+    from seq2seq_rnn.rundir import RunDir
+
+    for spec in specs:
+        run = RunDir(spec.run_dir)
+        run.load_recipe()
+        path = run.checkpoint(checkpoint)
+        if not path.is_file():
+            raise CheckpointError(f"model {spec.name!r}: no checkpoint {path} (train the run, or pass --checkpoint)")
+
+
 def run_serve(args: Any) -> int:
-    """``seq2seq-rnn serve``: says what to install when Serve is absent, else runs the server."""
+    """``seq2seq-rnn serve``: the arguments and runs checked, then what to install if Serve is absent,
+    then the server (importing Ray takes seconds; a typo should not wait for it)."""
+    if args.autoscale:
+        parse_autoscale(args.autoscale)
+    if args.api_key_file:
+        read_api_key(args.api_key_file)
+    check_runs(parse_model_specs(args.run_dirs), args.checkpoint)
     require_serve()
     from seq2seq_rnn.integrations.ray.serve import serve_command
 

@@ -39,7 +39,6 @@ import ray
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from ray import serve
-from ray.serve.handle import DeploymentHandle  # noqa: F401  (re-exported for users composing apps)
 
 from seq2seq_rnn.errors import PluginError, Seq2SeqError
 from seq2seq_rnn.integrations.serving import (
@@ -52,6 +51,7 @@ from seq2seq_rnn.integrations.serving import (
     authorized,
     check_decoding,
     check_model,
+    check_runs,
     host_warning,
     key_digest,
     opennmt_response,
@@ -337,7 +337,7 @@ def build_app(
     specs = [ModelSpec(m[0], Path(m[1]).resolve()) if isinstance(m, tuple) else None for m in models]
     parsed = iter(parse_model_specs([m for m in models if not isinstance(m, tuple)]))
     specs = [s if s is not None else next(parsed) for s in specs]
-    _check_runs(specs, checkpoint)
+    check_runs(specs, checkpoint)
     check = Limits.model_validate(limits.model_dump() if isinstance(limits, Limits) else (limits or {}))
     if max_batch_size < 1 or batch_wait_ms < 0:
         raise Seq2SeqError(
@@ -371,18 +371,6 @@ def build_app(
         limits=check.model_dump(),
         api_key_digest=key_digest(api_key) if api_key is not None else None,
     )
-
-
-def _check_runs(specs: Sequence[ModelSpec], checkpoint: str) -> None:
-    """Refuse a missing run or checkpoint here, with our message, not after Serve's constructor retries."""
-    from seq2seq_rnn.rundir import RunDir
-
-    for spec in specs:
-        run = RunDir(spec.run_dir)
-        run.load_recipe()
-        path = run.checkpoint(checkpoint)
-        if not path.is_file():
-            raise Seq2SeqError(f"model {spec.name!r}: no checkpoint {path} (train the run first, or pass --checkpoint)")
 
 
 # ---------------------------------------------------------- seq2seq-rnn serve
