@@ -110,7 +110,9 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
     serve.add_argument("--replicas", type=positive_int, default=1, help="replicas, each holding every model")
     serve.add_argument("--autoscale", metavar="MIN:MAX", help="autoscale between MIN and MAX replicas")
     serve.add_argument("--max-batch-size", type=positive_int, default=16, help="sentences decoded together")
-    serve.add_argument("--batch-wait-ms", type=float, default=5.0, help="wait for a batch to fill (default 5 ms)")
+    serve.add_argument(
+        "--batch-wait-ms", type=float, default=20.0, help="under load, wait for a batch to fill (default 20 ms)"
+    )
     serve.add_argument("--beam-size", type=positive_int, help="default beam (default: each recipe's)")
     serve.add_argument("--checkpoint", default="best", help="best, last, or a checkpoint path (default: best)")
     serve.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])

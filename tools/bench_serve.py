@@ -117,7 +117,7 @@ def main() -> int:
     parser.add_argument("--levels", default="1,4,16,64", help="concurrent clients, comma-separated")
     parser.add_argument("--beam-size", type=int, default=5)
     parser.add_argument("--max-batch-size", type=int, default=16, help="the batching configuration")
-    parser.add_argument("--batch-wait-ms", type=float, default=5.0)
+    parser.add_argument("--batch-wait-ms", type=float, default=20.0)
     parser.add_argument("--requests", type=int, default=300, help="at most this many requests per level")
     parser.add_argument("--seconds", type=float, default=30.0, help="at most this long per level")
     parser.add_argument("--single", type=int, default=40, help="sentences for the single-client comparison")

@@ -11,8 +11,9 @@ Batching across requests: every sentence of every request is one item of Serve's
 longest first (``decode_ids`` sorts by length); each caller gets its own sentences back in its
 order. A request of many sentences enters the queue one batch-worth at a time, so sentences of
 other requests queued meanwhile go into the next batch: nobody waits behind a large request for
-more than one batch. Decoding runs in one worker thread, so the replica's event loop keeps
-accepting requests (and forming the next batch) while a batch is decoded.
+more than one batch. Decoding runs in the replica's event loop (beam search is mostly Python, so
+a decoding thread would hold the GIL against the loop that takes in the next requests); after a
+batch of several sentences the next waits up to ``batch_wait_ms`` to fill, after a lone one 1 ms.
 
 Requests are validated by :mod:`seq2seq_rnn.integrations.serving` (no Ray there) before any
 decoding; what a client sends gets a 4xx with a JSON body, never a 500.
@@ -31,7 +32,6 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -70,12 +70,22 @@ OPEN_ROUTES = ("/healthz",)  # everything else needs the API key when one is set
 _AUTH: dict[str, str | None] = {"digest": None}  # this replica's key digest, set by TranslationServer
 
 
-async def _check_key(request: Request, call_next: Any) -> Any:
-    """Every route but ``/healthz`` (``/docs`` and ``/openapi.json`` included) needs the key, if one is set."""
-    if request.url.path not in OPEN_ROUTES and not authorized(request.headers.get("authorization"), _AUTH["digest"]):
-        error = RequestError(401, "authorization", "Bearer <key>", "missing or wrong API key")
-        return JSONResponse(error.body(), status_code=401, headers={"WWW-Authenticate": "Bearer"})
-    return await call_next(request)
+class _KeyCheck:
+    """ASGI middleware: every route but ``/healthz`` (``/docs`` and ``/openapi.json`` included) needs
+    the key, if one is set. Plain ASGI rather than ``@app.middleware``: no extra task per request."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"] not in OPEN_ROUTES:
+            header = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
+            if not authorized(header, _AUTH["digest"]):
+                error = RequestError(401, "authorization", "Bearer <key>", "missing or wrong API key")
+                response = JSONResponse(error.body(), status_code=401, headers={"WWW-Authenticate": "Bearer"})
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 def _request_error(_request: Request, exc: Exception) -> JSONResponse:
@@ -95,7 +105,7 @@ app = FastAPI(
     version="1",
     exception_handlers={RequestError: _request_error, Seq2SeqError: _server_error},
 )
-app.middleware("http")(_check_key)
+app.add_middleware(_KeyCheck)
 _TRANSLATE_BODY = {
     "requestBody": {"required": True, "content": {"application/json": {"schema": TranslateRequest.model_json_schema()}}}
 }
@@ -173,7 +183,7 @@ class Server:
         quantize: str = "none",
         beam_size: int | None = None,
         max_batch_size: int = 16,
-        batch_wait_ms: float = 5.0,
+        batch_wait_ms: float = 20.0,
         threads: int = 1,
         limits: dict[str, Any] | None = None,
         api_key_digest: str | None = None,
@@ -191,9 +201,8 @@ class Server:
             translator = Translator.load(run_dir, checkpoint, device, quantize)
             self.models[name] = _Model(translator, _describe(name, run_dir, checkpoint, translator, quantize))
         self.names = list(self.models)
+        self.batch_wait_s = batch_wait_ms / 1000
         self._decode.set_max_batch_size(max_batch_size)
-        self._decode.set_batch_wait_timeout_s(batch_wait_ms / 1000)
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="decode")  # one decoder at a time: batches, not threads
         self.replica = serve.get_replica_context().replica_id.unique_id
         self.decoded = {"batches": 0, "sentences": 0, "decode_s": 0.0}
         _AUTH["digest"] = api_key_digest
@@ -274,9 +283,13 @@ class Server:
                 504, "timeout_s", f"done within {parsed.timeout_s:g} s", "the translation did not finish in time"
             ) from None
 
-    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
+    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.001)
     async def _decode(self, items: list[_Item]) -> list[list[Translation]]:
-        return await asyncio.get_running_loop().run_in_executor(self._pool, self._decode_now, items)
+        out = self._decode_now(items)  # in the event loop: a decoding thread would hold the GIL against it
+        # Clients send their next request when an answer comes: under load, give the answers time to go
+        # out and the next requests time to arrive before the next batch starts; alone, do not wait.
+        self._decode.set_batch_wait_timeout_s(self.batch_wait_s if len(items) > 1 else min(0.001, self.batch_wait_s))
+        return out
 
     def _decode_now(self, items: list[_Item]) -> list[list[Translation]]:
         """Decode one batch: a group per (model, beam, n-best, length cap), each through ``decode_ids``."""
@@ -320,7 +333,7 @@ def build_app(
     replicas: int = 1,
     autoscale: tuple[int, int] | None = None,
     max_batch_size: int = 16,
-    batch_wait_ms: float = 5.0,
+    batch_wait_ms: float = 20.0,
     cpus_per_replica: float = 1.0,
     gpus_per_replica: float = 0.0,
     threads: int | None = None,
