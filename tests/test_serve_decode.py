@@ -4,6 +4,7 @@ serving is named as in ``translate``."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -69,3 +70,17 @@ def test_a_plugin_cell_failing_while_serving_is_named(tmp_path: Path) -> None:
     message = str(caught.value)
     assert "cell 'flaky_serve_cell' (model.decoder.cell, from" in message and "while serving" in message
     assert "shapes in the failing call: x (" in message
+
+
+def test_odd_but_valid_sentences_are_answered(tiny_run: Path) -> None:
+    """What passes validation never fails decoding: invisible-only text, emoji, a 1,000-letter word."""
+    from seq2seq_rnn.integrations.serving import Limits, parse_translate
+
+    odd = ["\u200b\u200b", "🙂🙂🙂", "a" * 1000, "Ein\tHund\r\nläuft.", "日本語のテキスト", "\u0301\u0301"]
+    body = json.dumps({"text": odd}, ensure_ascii=False)
+    parsed = parse_translate(body.encode("utf-8"), Limits(), ["m"])
+    assert parsed.sentences == odd
+    server = _server({"m": Translator.load(tiny_run)})
+    for beam, n_best in [(1, 1), (5, 3)]:
+        out = server._decode_now([serve_module._Item("m", s, beam, n_best, None) for s in odd])
+        assert len(out) == len(odd) and all(isinstance(h.text, str) for hyps in out for h in hyps)
