@@ -104,7 +104,36 @@ def _parser() -> argparse.ArgumentParser:
     average.add_argument("--output", type=Path, help="default: RUN_DIR/checkpoints/averaged.pt")
 
     sub.add_parser("list-cells", help="list the registered recurrent cells and where they come from")
+    _serve_parser(sub)
     return parser
+
+
+def _serve_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    serve = sub.add_parser("serve", help="serve runs over HTTP with Ray Serve (docs/serving.md)")
+    serve.add_argument("run_dirs", nargs="+", metavar="[NAME=]RUN_DIR", help="one model per run directory")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--replicas", type=positive_int, default=1, help="replicas, each holding every model")
+    serve.add_argument("--autoscale", metavar="MIN:MAX", help="autoscale between MIN and MAX replicas")
+    serve.add_argument("--max-batch-size", type=positive_int, default=16, help="sentences decoded together")
+    serve.add_argument(
+        "--batch-wait-ms", type=float, default=20.0, help="under load, wait for a batch to fill (default 20 ms)"
+    )
+    serve.add_argument("--beam-size", type=positive_int, help="default beam (default: each recipe's)")
+    serve.add_argument("--checkpoint", default="best", help="best, last, or a checkpoint path (default: best)")
+    serve.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    serve.add_argument("--quantize", default="none", choices=["none", "int8"], help="int8: dynamic int8 weights")
+    serve.add_argument("--cpus-per-replica", type=float, default=1.0)
+    serve.add_argument("--gpus-per-replica", type=float, default=0.0)
+    serve.add_argument("--address", help="an existing Ray cluster (default: RAY_ADDRESS or a private local one)")
+    serve.add_argument("--api-key-file", type=Path, help="require 'Authorization: Bearer <key in FILE>'")
+    serve.add_argument("--dashboard", action="store_true", help="start Ray's dashboard with a local cluster")
+    serve.add_argument("--max-body-bytes", type=positive_int, default=1_000_000)
+    serve.add_argument("--max-sentences", type=positive_int, default=64, help="sentences per request")
+    serve.add_argument("--max-chars", type=positive_int, default=1_000, help="characters per sentence")
+    serve.add_argument("--max-beam", type=positive_int, default=16)
+    serve.add_argument("--max-length", type=positive_int, default=256, help="largest max_length a request may ask")
+    serve.add_argument("--timeout-s", type=float, default=60.0, help="a request past it gets a 504")
 
 
 def _import_arg(parser: argparse.ArgumentParser) -> None:
@@ -430,6 +459,12 @@ def cmd_tune(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from seq2seq_rnn.integrations.serving import run_serve
+
+    return run_serve(args)
+
+
 COMMANDS = {
     "train": cmd_train,
     "tune": cmd_tune,
@@ -439,6 +474,7 @@ COMMANDS = {
     "list-cells": cmd_list_cells,
     "plot": cmd_plot,
     "export": cmd_export,
+    "serve": cmd_serve,
 }
 
 
