@@ -29,6 +29,7 @@ def sources(count: int, skip: int = 0) -> list[str]:
 def expected(run: Path, sentences: list[str], beam: int, nbest: int = 1) -> list[list[tuple[str, float]]]:
     """In-process n-best (text, score) lists through the public Translator API."""
     import torch
+
     from seq2seq_rnn.inference.translator import Translator
 
     torch.set_num_threads(1)

@@ -8,12 +8,12 @@ import json
 from pathlib import Path
 
 import pytest
-from seq2seq_rnn.training import Trainer
 
 from seq2seq_rnn.components import CELLS
 from seq2seq_rnn.config import load_recipe
 from seq2seq_rnn.errors import PluginError
 from seq2seq_rnn.inference.translator import Translator
+from seq2seq_rnn.training import Trainer
 from tests.helpers import TINY
 from tests.serve_helpers import sources
 from tests.test_no_work_lost import SETTINGS, FlakyCell
