@@ -18,7 +18,7 @@ from torch.ao.nn.quantized import dynamic as qd
 
 from seq2seq_rnn.cells import CellFactory, build_cell
 from seq2seq_rnn.cells.base import step_loop
-from seq2seq_rnn.cells.parallel import MinGRUCell, MinLSTMCell, SRUCell, SSRUCell, g
+from seq2seq_rnn.cells.parallel import MinGRUCell, MinLSTMCell, SRUCell, SSRUCell
 from seq2seq_rnn.checkpoint import load_checkpoint, save_checkpoint
 from seq2seq_rnn.config import load_recipe
 from seq2seq_rnn.ensemble import Ensemble
@@ -176,7 +176,9 @@ def test_initialisation() -> None:
     sru = CellFactory.resolve("sru", {"highway_bias": -2.0})(8, 16)
     sru.reset_parameters_for("orthogonal", 0.5)
     assert sru.alpha == pytest.approx(math.sqrt(1 + 2 * math.exp(-2.0)))
-    assert sru.proj.weight.abs().max() <= math.sqrt(3 / 8) and float(sru.proj.weight.detach().var()) == pytest.approx(1 / 8, rel=0.2)
+    assert sru.proj.weight.abs().max() <= math.sqrt(3 / 8) and float(sru.proj.weight.detach().var()) == pytest.approx(
+        1 / 8, rel=0.2
+    )
     assert sru.proj.weight.shape == (4 * 16, 8)  # input ≠ hidden: the highway gets its projection W'
     assert CellFactory.resolve("sru", {})(16, 16).proj.weight.shape == (3 * 16, 16)
 
