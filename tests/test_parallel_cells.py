@@ -5,6 +5,7 @@ runs over them in tests/test_cells.py (they are registered built-ins)."""
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import math
 import warnings
@@ -22,9 +23,10 @@ from seq2seq_rnn.cells import CellFactory, build_cell
 from seq2seq_rnn.cells.base import step_loop
 from seq2seq_rnn.cells.parallel import MinGRUCell, MinLSTMCell, SRUCell, SSRUCell
 from seq2seq_rnn.checkpoint import load_checkpoint, save_checkpoint
-from seq2seq_rnn.config import load_recipe
+from seq2seq_rnn.config import ModelConfig, load_recipe
 from seq2seq_rnn.ensemble import Ensemble
 from seq2seq_rnn.errors import ConfigError
+from seq2seq_rnn.model import Seq2Seq
 from seq2seq_rnn.quantize import describe, quantize_int8
 from seq2seq_rnn.search import beam_search, greedy_search, max_lengths
 from seq2seq_rnn.search_reference import plain_beam_search
@@ -272,8 +274,8 @@ def test_int8_quantizes_the_input_projection(cell: str) -> None:
 @pytest.fixture(
     scope="module",
     params=[
-        pytest.param(("sru", "ssru"), id="sru-ssru"),
-        pytest.param(("mingru", "minlstm"), id="mingru-minlstm", marks=pytest.mark.slow),  # the same loops, scanned
+        pytest.param(("sru", "ssru"), id="sru-ssru", marks=pytest.mark.slow),  # trains: ~20 s each
+        pytest.param(("mingru", "minlstm"), id="mingru-minlstm", marks=pytest.mark.slow),
     ],
 )
 def parallel_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -330,3 +332,29 @@ def test_int8_translate_and_export(parallel_run: Path, tmp_path: Path) -> None:
         warnings.simplefilter("ignore", DeprecationWarning)
         encoder = torch.jit.load(str(tmp_path / "int8" / "encoder.pt"))
     assert "quantized" in str(encoder.inlined_graph)  # the cells' input projections are int8
+
+
+@pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
+@pytest.mark.parametrize(("encoder", "decoder"), [("sru", "ssru"), ("mingru", "minlstm")])
+def test_traced_export_handles_other_source_lengths(encoder: str, decoder: str, fmt: str) -> None:
+    """The export's own tracing and checks, on a random model (fast; the CLI round trip is the slow test above)."""
+    if fmt == "onnx" and importlib.util.find_spec("onnxruntime") is None:
+        pytest.skip("onnxruntime is not installed (pip install 'seq2seq_rnn[export]')")
+    from seq2seq_rnn.export import DecoderStep, SentenceEncoder, _export_onnx, _export_torchscript
+
+    torch.manual_seed(0)
+    cfg = {
+        "encoder": {"cell": encoder, "embedding_size": 8, "hidden_size": 12},
+        "decoder": {"cell": decoder, "embedding_size": 12, "hidden_size": 12, "input_feeding": False},
+    }
+    model = Seq2Seq.from_config(ModelConfig.model_validate(cfg), 30, 30).eval()
+    enc, step = SentenceEncoder(model).eval(), DecoderStep(model).eval()
+    src, other = torch.randint(4, 30, (1, 7)), torch.randint(4, 30, (1, 12))  # traced at 7, checked at 12
+    with torch.no_grad():
+        step_inputs = (torch.tensor([BOS]), *enc(src))
+        other_inputs = (torch.tensor([BOS]), *enc(other))
+    if fmt == "torchscript":  # raises ExportError if the traced modules differ from the model at length 12
+        files = _export_torchscript(enc, step, src, other, step_inputs, other_inputs)
+    else:
+        files = _export_onnx(enc, step, src, other, step_inputs, other_inputs, importlib.import_module("onnxruntime"))
+    assert len(files) == 2
