@@ -393,3 +393,20 @@ def test_list_cells_shows_the_parallel_cells(capsys: pytest.CaptureFixture[str])
     assert main(["list-cells"]) == 0
     lines = [line.split()[:2] for line in capsys.readouterr().out.splitlines()]
     assert all([name, "built-in"] in lines for name in PARALLEL)
+
+
+@pytest.mark.parametrize("cell", PARALLEL)
+def test_bf16_autocast_trains_and_stays_close_to_fp32(cell: str) -> None:
+    """``train.amp: bf16`` runs the model under CPU autocast: mixed bf16/fp32 operands must work."""
+    model = make_model(cell, False, seed=0, eos_bias=0.0).train()
+    src, lengths = ragged_batch(seed=5)
+    tgt = torch.randint(4, 25, (src.size(0), 6))
+    torch.manual_seed(1)
+    with torch.autocast("cpu", torch.bfloat16):
+        low = model(src, lengths, tgt)
+    low.float().logsumexp(-1).sum().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+    torch.manual_seed(1)
+    with torch.no_grad():
+        full = model(src, lengths, tgt)
+    assert torch.nn.functional.cosine_similarity(low.float().flatten(), full.flatten(), dim=0) > 0.99

@@ -257,7 +257,7 @@ class SRUCell(_ParallelCell):
         c = sru_recurrence(u, uf, v_f, state[0])  # (B, T, H): c_t
         c_prev = torch.cat([state[0].unsqueeze(1), c[:, :-1]], dim=1)  # c_{t−1}
         r = torch.sigmoid(torch.addcmul(ur, v_r, c_prev))
-        h = torch.lerp(highway, c, r)  # r ⊙ c + (1 − r) ⊙ α·x'
+        h = torch.addcmul(highway, r, c - highway)  # r ⊙ c + (1 − r) ⊙ α·x'; unlike lerp, promotes under autocast
         alive = alive_mask(lengths, x.size(1), h)
         if alive is not None:
             h = h * alive
