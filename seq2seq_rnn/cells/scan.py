@@ -7,10 +7,11 @@ positions; what is left per step is one fused multiply-add on (B, H) tensors.
 
 Why a sequential loop and not a parallel scan: measured on this project's 2-core
 CPU (B=64, H=512, one thread, forward+backward; ``tools/bench.py --only cells``,
-``scan_*`` figures) the loop of ``addcmul`` beat a Hillis–Steele associative scan
-(log₂ T passes over the whole (B, T, H) tensor) by ~6× at T=30 and ~17× at T=100,
-and the log-space scan of Heinsen (2023) used by Feng et al. (two ``logcumsumexp``
-for signed values) by ~30× and ~70×: a (B, H) slice stays in cache, while each scan
+``scan_*`` figures; three runs on a shared machine, docs/results.md) the loop of
+``addcmul`` beat a Hillis–Steele associative scan (log₂ T passes over the whole
+(B, T, H) tensor) by 2.5–7× at T=30 and 10–17× at T=100, and the log-space scan of
+Heinsen (2023) used by Feng et al. (two ``logcumsumexp`` for signed values) by 13–39×
+and 42–69×: a (B, H) slice stays in cache, while each scan
 pass streams the full tensor through memory, and the CPU has too few cores for the
 scan's extra work to pay. The loop is also exact (no log/exp round trip) and needs
 no positivity of b or h₀. A GPU would favour the scan; it is not used here.
