@@ -24,7 +24,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from seq2seq_rnn.cells.failure import failed_cell
@@ -48,6 +47,9 @@ from seq2seq_rnn.decoding import resolve_device, settings, translate_corpus
 from seq2seq_rnn.errors import ConfigError, PluginError, Seq2SeqError, TrainingError, TrainingInterrupted
 from seq2seq_rnn.metrics import Scores, score
 from seq2seq_rnn.model import Seq2Seq
+from seq2seq_rnn.nn.loss import smoothed_cross_entropy
+from seq2seq_rnn.precision import autocast_dtype, resolve_precision
+from seq2seq_rnn.precision import why as why_precision
 from seq2seq_rnn.progress import on_terminal
 from seq2seq_rnn.registry import import_modules
 from seq2seq_rnn.rundir import RunDir, read_metrics
@@ -130,13 +132,8 @@ class Hooks:
 
 def token_loss(logits: Tensor, target: Tensor, label_smoothing: float) -> tuple[Tensor, Tensor]:
     """logits (B, T, V), target (B, T) → summed loss over non-pad tokens, token count."""
-    loss = F.cross_entropy(
-        logits.reshape(-1, logits.size(-1)).float(),
-        target.reshape(-1),
-        ignore_index=PAD_ID,
-        label_smoothing=label_smoothing,
-        reduction="sum",
-    )
+    # bf16 (issue 22): fused, in fp32 blocks, = F.cross_entropy(logits.float(), …, reduction="sum")
+    loss = smoothed_cross_entropy(logits.reshape(-1, logits.size(-1)), target.reshape(-1), label_smoothing, PAD_ID)
     return loss, (target != PAD_ID).sum()
 
 
@@ -202,6 +199,8 @@ class Trainer:
                 f"train.amp: 'fp16' needs a CUDA device (loss scaling), but train.device {self.cfg.device!r} "
                 f"found {self.device.type}; use amp 'bf16' or 'none' there"
             )
+        self.precision = resolve_precision(self.cfg.amp, self.device)  # bf16 (issue 22): 'auto' → fast bf16 or fp32
+        log.info("precision: %s (%s)", self.precision, why_precision(self.cfg.amp, self.device, self.precision))
         self.prepare_run_dir()
         if self.cfg.tensorboard and self.hooks.is_main:
             self._tensorboard = _tensorboard_writer(self.run.path / "tensorboard")
@@ -469,9 +468,10 @@ class Trainer:
         """One update; returns (summed loss, target tokens). Non-finite steps are skipped."""
         self.train_model.train()
         lr = self.schedule.apply(self.progress.step)
+        keep = batch.tgt_out != PAD_ID  # bf16 (issue 22): logits only where a target token is scored
         with self._autocast():
-            logits = self.train_model(batch.src, batch.src_lengths, batch.tgt_in)
-        loss_sum, ntok = token_loss(logits, batch.tgt_out, self.cfg.label_smoothing)
+            logits = self.train_model(batch.src, batch.src_lengths, batch.tgt_in, keep)
+        loss_sum, ntok = token_loss(logits, batch.tgt_out[keep], self.cfg.label_smoothing)
         total = self.hooks.all_reduce_sum(ntok.detach().float().clone())
         # Gradients are averaged over all workers' tokens: scale by world/total.
         self.scaler.scale(loss_sum * (self.hooks.world_size / total.clamp(min=1))).backward()
@@ -504,9 +504,8 @@ class Trainer:
             )
 
     def _autocast(self) -> Any:
-        amp = self.cfg.amp
-        dtype = torch.bfloat16 if amp == "bf16" else torch.float16
-        return torch.autocast(self.device.type, dtype=dtype, enabled=amp != "none")
+        dtype = autocast_dtype(self.precision)  # bf16 (issue 22): the resolved precision, 'auto' included
+        return torch.autocast(self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
 
     def _should_stop(self) -> bool:
         p, cfg = self.progress, self.cfg
@@ -659,6 +658,7 @@ class Trainer:
             "lr": self.schedule.lr(p.step),
             "tokens_per_sec": round(run.rate(), 1),
             "nonfinite_steps": p.nonfinite_steps,
+            "precision": self.precision,  # bf16 (issue 22): what the steps computed in
         }
         self._append_metrics(metrics)
         if not on_terminal():

@@ -79,13 +79,16 @@ def _synthetic_batch(batch_tokens: int, vocab: int, dev: Any) -> Any:
 
 
 def bench_train(args: argparse.Namespace) -> dict[str, Any]:
-    """Training steps of the recipe's model; FLOPs counted on the step-by-step
-    path (same math, countable matmuls), time measured on the fused path."""
+    """Training steps of the recipe's model in fp32 and under bf16 autocast (fp32 master weights),
+    interleaved in one process so that both see the same machine; FLOPs counted on the step-by-step
+    path (same math, countable matmuls), time measured on the fused path, as train.py's step runs it."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
     from seq2seq_rnn.config import load_recipe
+    from seq2seq_rnn.data.tokenizer import PAD_ID
     from seq2seq_rnn.model import Seq2Seq
+    from seq2seq_rnn.precision import fast_bf16
     from seq2seq_rnn.train import token_loss
 
     recipe = load_recipe(args.recipe)
@@ -94,28 +97,42 @@ def bench_train(args: argparse.Namespace) -> dict[str, Any]:
     model = Seq2Seq.from_config(recipe.model, vocab, vocab).to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
     batch = _synthetic_batch(recipe.train.batch_tokens, vocab, dev)
+    keep = batch.tgt_out != PAD_ID
 
-    def step() -> None:
-        logits = model(batch.src, batch.src_lengths, batch.tgt_in)
-        loss, n = token_loss(logits, batch.tgt_out, 0.1)
+    def step(precision: str) -> None:
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            logits = model(batch.src, batch.src_lengths, batch.tgt_in, keep)
+        loss, n = token_loss(logits, batch.tgt_out[keep], 0.1)
         (loss / n).backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
 
     model.set_fused(False)
     with FlopCounterMode(display=False) as counter:
-        step()
+        step("fp32")
     flops = counter.get_total_flops()
     model.set_fused(True)
-    seconds = _timeit(step, args.repeats)
-    return {
-        "batch_sentences": batch.size,
-        "target_tokens": batch.ntokens,
-        "step_seconds": seconds,
-        "tokens_per_sec": batch.ntokens / seconds,
-        "gflop_per_step": flops / 1e9,
-        "achieved_gflops": flops / seconds / 1e9,
-    }
+    precisions = ["fp32", "bf16"] if dev.type == "cuda" or fast_bf16(dev) else ["fp32"]
+    for precision in precisions:  # warm-up
+        step(precision)
+    times: dict[str, list[float]] = {p: [] for p in precisions}
+    for _ in range(args.repeats):  # interleaved: a busy spell slows both
+        for precision in precisions:
+            start = time.perf_counter()
+            step(precision)
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+            times[precision].append(time.perf_counter() - start)
+    out: dict[str, Any] = {"batch_sentences": batch.size, "target_tokens": batch.ntokens, "gflop_per_step": flops / 1e9}
+    for precision, samples in times.items():
+        seconds = sorted(samples)[len(samples) // 2]
+        suffix = "" if precision == "fp32" else f"_{precision}"
+        out[f"step_seconds{suffix}"] = seconds
+        out[f"tokens_per_sec{suffix}"] = batch.ntokens / seconds
+        out[f"achieved_gflops{suffix}"] = flops / seconds / 1e9
+    if "bf16" in times:
+        out["bf16_over_fp32"] = out["tokens_per_sec_bf16"] / out["tokens_per_sec"]
+    return out
 
 
 def bench_cells(args: argparse.Namespace) -> dict[str, Any]:
