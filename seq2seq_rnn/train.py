@@ -200,8 +200,8 @@ class Trainer:
                 f"found {self.device.type}; use amp 'bf16' or 'none' there"
             )
         self.precision = resolve_precision(self.cfg.amp, self.device)  # bf16 (issue 22): 'auto' → fast bf16 or fp32
-        log.info("precision: %s (%s)", self.precision, why_precision(self.cfg.amp, self.device, self.precision))
         self.prepare_run_dir()
+        log.info("precision: %s (%s)", self.precision, why_precision(self.cfg.amp, self.device, self.precision))
         if self.cfg.tensorboard and self.hooks.is_main:
             self._tensorboard = _tensorboard_writer(self.run.path / "tensorboard")
         if self.cfg.threads:
