@@ -73,6 +73,12 @@ def test_fused_loss_equals_cross_entropy(dtype: torch.dtype) -> None:
     tol = 1e-6 if dtype == torch.float32 else 1e-2
     assert logits.grad.dtype == dtype and torch.allclose(logits.grad.float(), want_grad.float(), atol=tol)
     assert logits.grad[::7].abs().max() == 0
+    again = smoothed_cross_entropy(logits, target, 0.1, 0)
+    again.backward(retain_graph=True)
+    with pytest.raises(
+        RuntimeError, match="modified by an inplace operation"
+    ):  # its saved gradient was scaled in place
+        again.backward()
 
 
 @pytest.mark.parametrize("cls", [LSTMCell, GRUCell, TanhRNNCell])

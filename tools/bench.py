@@ -217,14 +217,16 @@ def _plain_decode(model: Any, ids: list[list[int]], decode: Any, device: Any) ->
 
 def bench_decode(args: argparse.Namespace) -> dict[str, Any]:
     """test split of a trained run, batch 64: yesterday's greedy and beam 5 (plain search, fp32) and
-    today's at fp32 and int8; BLEU of each, identical lines, the matmul peak in the same process.
+    today's at fp32, int8, bf16 and int8 with a bf16 output layer (bf16 where the device has fast
+    bf16); BLEU of each, identical lines, the matmul peak in the same process.
 
     ``beam5_peak_gflop_seconds`` = beam-5 seconds × peak GFLOP/s, the machine-independent
     figure of issue #12 (target ≤ 1,000 for 1,000 sentences)."""
     from seq2seq_rnn.data.corpus import load_split
     from seq2seq_rnn.decoding import decode_ids, encode_sources, settings
     from seq2seq_rnn.metrics import score
-    from seq2seq_rnn.quantize import quantize_int8
+    from seq2seq_rnn.precision import fast_bf16
+    from seq2seq_rnn.quantize import apply_weights
     from seq2seq_rnn.translator import Translator
 
     if not (Path(args.run_dir) / "recipe.yaml").is_file():
@@ -235,14 +237,16 @@ def bench_decode(args: argparse.Namespace) -> dict[str, Any]:
     corpus = load_split(recipe.data, "test")
     sources, refs = corpus.sources[: args.decode_sentences or None], corpus.targets[: args.decode_sentences or None]
     ids = encode_sources(tok, sources, recipe.max_source_length)
-    models = {"fp32": translator.model}
+    models = {"fp32": translator.model}  # the weights as Translator.load(..., quantize, precision) makes them
     if dev.type == "cpu":
-        models["int8"] = quantize_int8(translator.model)
+        models["int8"] = apply_weights(translator.model, "int8", "fp32", dev)[0]
+    if dev.type == "cuda" or fast_bf16(dev):
+        models["bf16"] = apply_weights(translator.model, "none", "bf16", dev)[0]
+        if dev.type == "cpu":
+            models["int8_bf16"] = apply_weights(translator.model, "int8", "bf16", dev)[0]  # bf16 output layer
     out: dict[str, Any] = {"sentences": len(sources), "checkpoint": args.checkpoint, "peak_gflops": peak}
     texts: dict[str, list[str]] = {}
-    runs = [
-        (s, beam, w) for beam in (1, 5) for s, w in (("old", "fp32"), ("new", "fp32"), ("new", "int8")) if w in models
-    ]
+    runs = [(s, beam, w) for beam in (1, 5) for s, w in [("old", "fp32")] + [("new", w) for w in models]]
     for search, beam, weights in runs:
         decode = settings(recipe.decode, beam_size=beam, batch_size=64)
         fn = _plain_decode if search == "old" else decode_ids
@@ -259,13 +263,16 @@ def bench_decode(args: argparse.Namespace) -> dict[str, Any]:
         old, new = f"old_beam{beam}_fp32", f"new_beam{beam}_fp32"
         out[f"beam{beam}_old_over_new"] = out[f"{old}_seconds"] / out[f"{new}_seconds"]
         out[f"beam{beam}_identical_old_new"] = sum(a == b for a, b in zip(texts[old], texts[new], strict=True))
-        if "int8" in models:
-            fp, q = f"new_beam{beam}_fp32", f"new_beam{beam}_int8"
-            out[f"beam{beam}_fp32_over_int8"] = out[f"{fp}_seconds"] / out[f"{q}_seconds"]
-            out[f"beam{beam}_int8_bleu_change"] = out[f"{q}_bleu"] - out[f"{fp}_bleu"]
-            out[f"beam{beam}_identical_fp32_int8"] = sum(a == b for a, b in zip(texts[fp], texts[q], strict=True))
-    for search in ("old", "new"):
-        out[f"{search}_beam5_fp32_peak_gflop_seconds"] = out[f"{search}_beam5_fp32_seconds"] * peak
+        for weights in models:
+            if weights == "fp32":
+                continue
+            fp, q = f"new_beam{beam}_fp32", f"new_beam{beam}_{weights}"
+            out[f"beam{beam}_fp32_over_{weights}"] = out[f"{fp}_seconds"] / out[f"{q}_seconds"]
+            out[f"beam{beam}_{weights}_bleu_change"] = out[f"{q}_bleu"] - out[f"{fp}_bleu"]
+            out[f"beam{beam}_identical_fp32_{weights}"] = sum(a == b for a, b in zip(texts[fp], texts[q], strict=True))
+    out["old_beam5_fp32_peak_gflop_seconds"] = out["old_beam5_fp32_seconds"] * peak
+    for weights in models:
+        out[f"new_beam5_{weights}_peak_gflop_seconds"] = out[f"new_beam5_{weights}_seconds"] * peak
     return out
 
 

@@ -113,7 +113,7 @@ class _AdditiveScores(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        th, v = ctx.saved_tensors  # once only: th is overwritten below
+        th, v = ctx.saved_tensors  # th is overwritten below: autograd refuses a second backward
         a = th.size(-1)
         grad = grad.to(th.dtype)
         grad_v = th.reshape(-1, a).t().mv(grad.reshape(-1))  # (A,)

@@ -50,7 +50,8 @@ class _SmoothedCrossEntropy(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad_output: Tensor) -> tuple[Tensor | None, None, None, None]:
         (grad,) = ctx.saved_tensors
-        return grad * grad_output, None, None, None  # a 0-dim fp32 factor keeps grad's dtype
+        # In place (autograd's version check refuses a second backward through it); a 0-dim fp32 factor keeps its dtype.
+        return grad.mul_(grad_output), None, None, None
 
 
 def smoothed_cross_entropy(logits: Tensor, target: Tensor, smoothing: float, ignore_index: int) -> Tensor:
