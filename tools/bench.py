@@ -116,13 +116,15 @@ def bench_train(args: argparse.Namespace) -> dict[str, Any]:
     for precision in precisions:  # warm-up
         step(precision)
     times: dict[str, list[float]] = {p: [] for p in precisions}
+    cpu: dict[str, list[float]] = {p: [] for p in precisions}  # process CPU time: steadier on a shared machine
     for _ in range(args.repeats):  # interleaved: a busy spell slows both
         for precision in precisions:
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             step(precision)
             if dev.type == "cuda":
                 torch.cuda.synchronize()
             times[precision].append(time.perf_counter() - start)
+            cpu[precision].append(time.process_time() - start_cpu)
     out: dict[str, Any] = {"batch_sentences": batch.size, "target_tokens": batch.ntokens, "gflop_per_step": flops / 1e9}
     for precision, samples in times.items():
         seconds = sorted(samples)[len(samples) // 2]
@@ -130,8 +132,10 @@ def bench_train(args: argparse.Namespace) -> dict[str, Any]:
         out[f"step_seconds{suffix}"] = seconds
         out[f"tokens_per_sec{suffix}"] = batch.ntokens / seconds
         out[f"achieved_gflops{suffix}"] = flops / seconds / 1e9
+        out[f"step_cpu_seconds{suffix}"] = sorted(cpu[precision])[len(samples) // 2]
     if "bf16" in times:
         out["bf16_over_fp32"] = out["tokens_per_sec_bf16"] / out["tokens_per_sec"]
+        out["bf16_over_fp32_cpu_time"] = out["step_cpu_seconds"] / out["step_cpu_seconds_bf16"]
     return out
 
 
