@@ -175,6 +175,13 @@ def _run_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--quantize", default="none", choices=["none", "int8"], help="int8: dynamic int8 weights on the CPU (faster)"
     )
+    parser.add_argument(  # bf16 (issue 22)
+        "--precision",
+        default="fp32",
+        choices=["fp32", "bf16", "auto"],
+        help="bf16: weights and activations in bf16 (with --quantize int8: the output layer); "
+        "auto: bf16 where the device has fast bf16 (AVX512-BF16/AMX, CUDA), else fp32",
+    )
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -240,23 +247,31 @@ def _members(args: argparse.Namespace) -> list[tuple[Path, str]]:
 def _translator(args: argparse.Namespace) -> Translator:
     from seq2seq_rnn.inference.translator import Translator
 
-    return Translator.load_ensemble(_members(args), args.device, args.quantize)
+    return Translator.load_ensemble(_members(args), args.device, args.quantize, args.precision)
 
 
 def _report(
-    members: list[tuple[Path, str]], split: str, beam: int | None, device: str, as_json: bool, quantize: str = "none"
+    members: list[tuple[Path, str]],
+    split: str,
+    beam: int | None,
+    device: str,
+    as_json: bool,
+    quantize: str = "none",
+    precision: str = "fp32",
 ) -> None:
     """Score ``split``, print the scores, then record them (the caller holds the first run's lock)."""
     from seq2seq_rnn.evaluate import evaluate_split, record_evaluation
     from seq2seq_rnn.inference.translator import Translator
 
-    translator = Translator.load_ensemble(members, device, quantize)
+    translator = Translator.load_ensemble(members, device, quantize, precision)
     scores, _ = evaluate_split(translator, split, beam)
     beam = beam or translator.recipe.decode.beam_size
     what = members[0][1] if len(members) == 1 else f"ensemble of {len(members)}"
-    weights = "" if quantize == "none" else f", {quantize}"
+    weights = "" if translator.precision == "fp32" else f", {translator.precision}"
     _print_scores(f"{split} ({what} checkpoint, beam {beam}{weights})", scores, as_json)
-    record_evaluation(members, split, {"split": split}, translator.recipe.decode, beam, scores, quantize)
+    record_evaluation(
+        members, split, {"split": split}, translator.recipe.decode, beam, scores, quantize, translator.precision
+    )
 
 
 def _print_scores(title: str, scores: object, as_json: bool) -> None:
@@ -273,6 +288,8 @@ def _translate_with_ray(args: argparse.Namespace) -> int:
         raise UsageError("--ray translates files: give --input FILE... and --output DIR")
     if len(args.run_dirs) > 1 or len(args.checkpoint or []) > 1 or args.attention_plot is not None:
         raise UsageError("--ray decodes with one model and writes no attention plots")
+    if args.precision != "fp32":
+        raise UsageError("--ray decodes in fp32 (or --quantize int8); --precision is not passed to its actors yet")
     if args.actors < 1:
         raise UsageError(f"--actors must be at least 1, got {args.actors}")
     blocker = next((p for p in (args.output, *args.output.parents) if p.exists()), None)
@@ -395,7 +412,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     ):
         if args.src is None:
             split = args.split or run.load_recipe().evaluate.split
-            _report(_members(args), split, args.beam_size, args.device, args.json, args.quantize)
+            _report(_members(args), split, args.beam_size, args.device, args.json, args.quantize, args.precision)
             return 0
         translator = _translator(args)
         scores, _ = evaluate_files(translator, args.src, args.ref, args.beam_size)
@@ -404,7 +421,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         beam = args.beam_size or translator.recipe.decode.beam_size
         extra = {"source": src, "reference": ref}
         record_evaluation(
-            _members(args), f"{src} -> {ref}", extra, translator.recipe.decode, beam, scores, args.quantize
+            _members(args),
+            f"{src} -> {ref}",
+            extra,
+            translator.recipe.decode,
+            beam,
+            scores,
+            args.quantize,
+            translator.precision,
         )
     return 0
 

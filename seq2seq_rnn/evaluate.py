@@ -95,6 +95,7 @@ def record_evaluation(
     beam: int,
     scores: Scores,
     quantize: str = "none",
+    precision: str = "fp32",
 ) -> None:
     """Record ``scores`` in the first member's scores.json with their provenance: what was scored,
     with which checkpoint(s) (``members``: (run directory, checkpoint) pairs), decoding and weights.
@@ -104,8 +105,8 @@ def record_evaluation(
         "length_penalty": dec.length_penalty,
         "max_length": f"{dec.max_length_ratio}x+{dec.max_length_offset}",
     }
-    if quantize != "none":
-        decode["weights"] = quantize
+    if precision != "fp32":  # the weights decoded with: int8, bf16 or int8+bf16
+        decode["weights"] = precision
     if len(members) == 1:
         checkpoint, key_checkpoint = members[0][1], members[0][1]
     else:
@@ -120,6 +121,7 @@ def record_evaluation(
         "max_length_ratio": dec.max_length_ratio,
         "max_length_offset": dec.max_length_offset,
         "quantize": quantize,
+        "precision": precision,
     }
     try:
         record_scores(members[0][0], scores_key(what, key_checkpoint, decode), scores, provenance)

@@ -43,10 +43,10 @@ class Seq2Seq(nn.Module):
         memory, mask, summary = self.encoder(src, lengths)
         return self.decoder.prepare(memory, mask), self.decoder.initial_state(summary)
 
-    def forward(self, src: Tensor, lengths: Tensor, tgt_in: Tensor) -> Tensor:
-        """Teacher-forced logits (B, T, V)."""
+    def forward(self, src: Tensor, lengths: Tensor, tgt_in: Tensor, keep: Tensor | None = None) -> Tensor:
+        """Teacher-forced logits (B, T, V); only at ``keep``'s True positions (N, V) when given."""
         mem, state = self.encode(src, lengths)
-        return self.decoder(tgt_in, state, mem)
+        return self.decoder(tgt_in, state, mem, keep)
 
     def set_fused(self, fused: bool) -> None:
         """Switch between fused kernels and the step-by-step reference path."""

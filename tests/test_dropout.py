@@ -132,10 +132,18 @@ def test_variational_model_is_deterministic_at_eval_and_trains(input_feeding: bo
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
 
 
-def test_standard_mode_is_plain_dropout() -> None:
-    """The default mode draws exactly what nn.Dropout draws (runs and resumes are unchanged)."""
-    x = torch.randn(4, 9, 6)
+def test_standard_mode_is_elementwise_dropout() -> None:
+    """The default mode drops each element with probability p and scales the rest by 1/(1-p), like
+    nn.Dropout; its masks come from uniform numbers (faster than nn.Dropout's bernoulli_, issue 22),
+    so the same seed gives the same mask, in fp32 and bf16 alike."""
+    x = torch.randn(64, 50, 40)
     torch.manual_seed(3)
     ours = SequenceDropout(0.4).train()(x)
+    kept = ours != 0
+    assert abs(kept.float().mean().item() - 0.6) < 0.01
+    assert torch.allclose(ours[kept], x[kept] / 0.6)
     torch.manual_seed(3)
-    assert torch.equal(ours, torch.nn.Dropout(0.4).train()(x))
+    assert torch.equal(SequenceDropout(0.4).train()(x), ours)
+    torch.manual_seed(3)
+    half = SequenceDropout(0.4).train()(x.bfloat16())
+    assert half.dtype == torch.bfloat16 and torch.equal(half != 0, kept)

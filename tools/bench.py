@@ -79,13 +79,16 @@ def _synthetic_batch(batch_tokens: int, vocab: int, dev: Any) -> Any:
 
 
 def bench_train(args: argparse.Namespace) -> dict[str, Any]:
-    """Training steps of the recipe's model; FLOPs counted on the step-by-step
-    path (same math, countable matmuls), time measured on the fused path."""
+    """Training steps of the recipe's model in fp32 and under bf16 autocast (fp32 master weights),
+    interleaved in one process so that both see the same machine; FLOPs counted on the step-by-step
+    path (same math, countable matmuls), time measured on the fused path, as train.py's step runs it."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
     from seq2seq_rnn.config import load_recipe
+    from seq2seq_rnn.data.tokenizer import PAD_ID
     from seq2seq_rnn.model import Seq2Seq
+    from seq2seq_rnn.precision import fast_bf16
     from seq2seq_rnn.training import token_loss
 
     recipe = load_recipe(args.recipe)
@@ -94,28 +97,46 @@ def bench_train(args: argparse.Namespace) -> dict[str, Any]:
     model = Seq2Seq.from_config(recipe.model, vocab, vocab).to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
     batch = _synthetic_batch(recipe.train.batch_tokens, vocab, dev)
+    keep = batch.tgt_out != PAD_ID
 
-    def step() -> None:
-        logits = model(batch.src, batch.src_lengths, batch.tgt_in)
-        loss, n = token_loss(logits, batch.tgt_out, 0.1)
+    def step(precision: str) -> None:
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            logits = model(batch.src, batch.src_lengths, batch.tgt_in, keep)
+        loss, n = token_loss(logits, batch.tgt_out[keep], 0.1)
         (loss / n).backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
 
     model.set_fused(False)
     with FlopCounterMode(display=False) as counter:
-        step()
+        step("fp32")
     flops = counter.get_total_flops()
     model.set_fused(True)
-    seconds = _timeit(step, args.repeats)
-    return {
-        "batch_sentences": batch.size,
-        "target_tokens": batch.ntokens,
-        "step_seconds": seconds,
-        "tokens_per_sec": batch.ntokens / seconds,
-        "gflop_per_step": flops / 1e9,
-        "achieved_gflops": flops / seconds / 1e9,
-    }
+    precisions = ["fp32", "bf16"] if dev.type == "cuda" or fast_bf16(dev) else ["fp32"]
+    for precision in precisions:  # warm-up
+        step(precision)
+    times: dict[str, list[float]] = {p: [] for p in precisions}
+    cpu: dict[str, list[float]] = {p: [] for p in precisions}  # process CPU time: steadier on a shared machine
+    for _ in range(args.repeats):  # interleaved: a busy spell slows both
+        for precision in precisions:
+            start, start_cpu = time.perf_counter(), time.process_time()
+            step(precision)
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+            times[precision].append(time.perf_counter() - start)
+            cpu[precision].append(time.process_time() - start_cpu)
+    out: dict[str, Any] = {"batch_sentences": batch.size, "target_tokens": batch.ntokens, "gflop_per_step": flops / 1e9}
+    for precision, samples in times.items():
+        seconds = sorted(samples)[len(samples) // 2]
+        suffix = "" if precision == "fp32" else f"_{precision}"
+        out[f"step_seconds{suffix}"] = seconds
+        out[f"tokens_per_sec{suffix}"] = batch.ntokens / seconds
+        out[f"achieved_gflops{suffix}"] = flops / seconds / 1e9
+        out[f"step_cpu_seconds{suffix}"] = sorted(cpu[precision])[len(samples) // 2]
+    if "bf16" in times:
+        out["bf16_over_fp32"] = out["tokens_per_sec_bf16"] / out["tokens_per_sec"]
+        out["bf16_over_fp32_cpu_time"] = out["step_cpu_seconds"] / out["step_cpu_seconds_bf16"]
+    return out
 
 
 def bench_cells(args: argparse.Namespace) -> dict[str, Any]:
@@ -384,15 +405,17 @@ def _plain_decode(model: Any, ids: list[list[int]], decode: Any, device: Any) ->
 
 def bench_decode(args: argparse.Namespace) -> dict[str, Any]:
     """test split of a trained run, batch 64: yesterday's greedy and beam 5 (plain search, fp32) and
-    today's at fp32 and int8; BLEU of each, identical lines, the matmul peak in the same process.
+    today's at fp32, int8, bf16 and int8 with a bf16 output layer (bf16 where the device has fast
+    bf16); BLEU of each, identical lines, the matmul peak in the same process.
 
     ``beam5_peak_gflop_seconds`` = beam-5 seconds × peak GFLOP/s, the machine-independent
     figure of issue #12 (target ≤ 1,000 for 1,000 sentences)."""
     from seq2seq_rnn.data.corpus import load_split
     from seq2seq_rnn.inference.decoding import decode_ids, encode_sources, with_overrides
-    from seq2seq_rnn.inference.quantize import quantize_int8
+    from seq2seq_rnn.inference.quantize import apply_weights
     from seq2seq_rnn.inference.translator import Translator
     from seq2seq_rnn.metrics import score
+    from seq2seq_rnn.precision import fast_bf16
 
     if not (Path(args.run_dir) / "recipe.yaml").is_file():
         return {"skipped": f"no trained run at {args.run_dir}"}
@@ -402,14 +425,16 @@ def bench_decode(args: argparse.Namespace) -> dict[str, Any]:
     corpus = load_split(recipe.data, "test")
     sources, refs = corpus.sources[: args.decode_sentences or None], corpus.targets[: args.decode_sentences or None]
     ids = encode_sources(tok, sources, recipe.max_source_length)
-    models = {"fp32": translator.model}
+    models = {"fp32": translator.model}  # the weights as Translator.load(..., quantize, precision) makes them
     if dev.type == "cpu":
-        models["int8"] = quantize_int8(translator.model)
+        models["int8"] = apply_weights(translator.model, "int8", "fp32", dev)[0]
+    if dev.type == "cuda" or fast_bf16(dev):
+        models["bf16"] = apply_weights(translator.model, "none", "bf16", dev)[0]
+        if dev.type == "cpu":
+            models["int8_bf16"] = apply_weights(translator.model, "int8", "bf16", dev)[0]  # bf16 output layer
     out: dict[str, Any] = {"sentences": len(sources), "checkpoint": args.checkpoint, "peak_gflops": peak}
     texts: dict[str, list[str]] = {}
-    runs = [
-        (s, beam, w) for beam in (1, 5) for s, w in (("old", "fp32"), ("new", "fp32"), ("new", "int8")) if w in models
-    ]
+    runs = [(s, beam, w) for beam in (1, 5) for s, w in [("old", "fp32")] + [("new", w) for w in models]]
     for search, beam, weights in runs:
         decode = with_overrides(recipe.decode, beam_size=beam, batch_size=64)
         fn = _plain_decode if search == "old" else decode_ids
@@ -426,13 +451,16 @@ def bench_decode(args: argparse.Namespace) -> dict[str, Any]:
         old, new = f"old_beam{beam}_fp32", f"new_beam{beam}_fp32"
         out[f"beam{beam}_old_over_new"] = out[f"{old}_seconds"] / out[f"{new}_seconds"]
         out[f"beam{beam}_identical_old_new"] = sum(a == b for a, b in zip(texts[old], texts[new], strict=True))
-        if "int8" in models:
-            fp, q = f"new_beam{beam}_fp32", f"new_beam{beam}_int8"
-            out[f"beam{beam}_fp32_over_int8"] = out[f"{fp}_seconds"] / out[f"{q}_seconds"]
-            out[f"beam{beam}_int8_bleu_change"] = out[f"{q}_bleu"] - out[f"{fp}_bleu"]
-            out[f"beam{beam}_identical_fp32_int8"] = sum(a == b for a, b in zip(texts[fp], texts[q], strict=True))
-    for search in ("old", "new"):
-        out[f"{search}_beam5_fp32_peak_gflop_seconds"] = out[f"{search}_beam5_fp32_seconds"] * peak
+        for weights in models:
+            if weights == "fp32":
+                continue
+            fp, q = f"new_beam{beam}_fp32", f"new_beam{beam}_{weights}"
+            out[f"beam{beam}_fp32_over_{weights}"] = out[f"{fp}_seconds"] / out[f"{q}_seconds"]
+            out[f"beam{beam}_{weights}_bleu_change"] = out[f"{q}_bleu"] - out[f"{fp}_bleu"]
+            out[f"beam{beam}_identical_fp32_{weights}"] = sum(a == b for a, b in zip(texts[fp], texts[q], strict=True))
+    out["old_beam5_fp32_peak_gflop_seconds"] = out["old_beam5_fp32_seconds"] * peak
+    for weights in models:
+        out[f"new_beam5_{weights}_peak_gflop_seconds"] = out[f"new_beam5_{weights}_seconds"] * peak
     return out
 
 

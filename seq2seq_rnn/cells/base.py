@@ -101,6 +101,11 @@ class RecurrentCell(nn.Module):
             return step_loop(self, x, state, lengths)
         return hoisted_loop(plan, x, state, lengths)
 
+    def forward_outputs(self, x: Tensor, state: State, lengths: Tensor | None = None) -> Tensor:
+        """Only the outputs (B, T, H) of :meth:`forward_sequence` (zero past each length), for callers
+        that drop the final state (the encoder): a cell may compute them faster than the full result."""
+        return self.forward_sequence(x, state, lengths)[0]
+
     def reset_parameters_for(self, recurrent: str, forget_bias: float) -> None:
         """Recurrent initialisation hook; the model first sets every weight to
         U(-a, a). The default makes every square block of a ``weight_hh``

@@ -44,6 +44,16 @@ class FusedCell(RecurrentCell):
         out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.size(1))
         return out, self._from_fused(final)
 
+    def forward_outputs(self, x: Tensor, state: State, lengths: Tensor | None = None) -> Tensor:
+        # Padding comes after a sentence's last token, so it cannot change the outputs before it: run the
+        # fused kernel over the padded batch and zero what lies past each length. oneDNN's RNN kernel
+        # (fp32 and bf16) takes no packed sequence; the packed path is PyTorch's step-by-step loop, ~2× slower.
+        out, _ = self.rnn(x, self._to_fused(state))  # (B, T, H)
+        if lengths is None:
+            return out
+        alive = torch.arange(x.size(1), device=x.device) < lengths.to(x.device).unsqueeze(1)  # (B, T)
+        return out * alive.unsqueeze(-1).to(out.dtype)
+
     def reset_parameters_for(self, recurrent: str, forget_bias: float) -> None:
         if recurrent == "orthogonal":
             from seq2seq_rnn.cells.base import orthogonal_blocks_

@@ -300,7 +300,9 @@ class SchedulerConfig(Section):
 
 class TrainConfig(Section):
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    amp: Literal["none", "bf16", "fp16"] = "none"
+    amp: Literal["none", "bf16", "fp16", "auto"] = Field(
+        default="none", description="mixed precision; auto = bf16 where the device has fast bf16 (precision.py)"
+    )
     threads: int = Field(default=0, ge=0, le=4096, description="torch CPU threads; 0 = torch's default")
     batch_tokens: int = Field(default=4096, ge=1, le=10_000_000, description="target tokens per batch (per worker)")
     max_epochs: int = Field(default=20, ge=1, le=MAX_COUNT)

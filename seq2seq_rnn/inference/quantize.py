@@ -135,3 +135,47 @@ def describe(model: nn.Module) -> dict[str, Any]:
     cells = [m for m in model.modules() if isinstance(m, RecurrentCell)]
     int8_cells = sum(isinstance(m, (Int8LSTMCell, Int8GRUCell)) or getattr(m, "is_int8", False) for m in cells)
     return {"int8_linear": q_linear, "fp32_linear": fp_linear, "int8_cells": int8_cells, "cells": len(cells)}
+
+
+# ------------------------------------------------------------------ bf16 decoding (issue 22)
+class Bf16Linear(nn.Module):
+    """A Linear computed in bf16 inside an fp32 (int8) model: weights cast once, input cast per
+    call, bf16 output. For the output layer, whose logits search reads as ``logits.float()``."""
+
+    def __init__(self, linear: nn.Linear) -> None:
+        super().__init__()
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        self.weight = nn.Parameter(linear.weight.detach().to(torch.bfloat16), requires_grad=False)
+        bias = linear.bias
+        self.bias = None if bias is None else nn.Parameter(bias.detach().to(torch.bfloat16), requires_grad=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.nn.functional.linear(x.to(torch.bfloat16), self.weight, self.bias)
+
+
+def _output_layers(model: nn.Module) -> list[str]:
+    return [name for name, m in model.named_modules() if name.endswith("decoder.output") and type(m) is nn.Linear]
+
+
+def apply_weights(model: nn.Module, quantize: str, precision: str, device: torch.device) -> tuple[nn.Module, str]:
+    """The model decoding runs: ``precision`` (fp32, bf16, auto: :mod:`seq2seq_rnn.precision`) and
+    ``quantize`` (none, int8) → (model, the precision it computes in: fp32, bf16 or int8+bf16).
+
+    - bf16: a bf16 copy of the whole model (weights cast once, not per step);
+    - int8 with bf16: int8 cells and projections, the output layer (the largest product of a step) in bf16;
+    - auto is bf16 where the device has fast bf16 (AVX512-BF16/AMX, CUDA bf16), fp32 elsewhere.
+    """
+    from seq2seq_rnn.precision import PRECISIONS, resolve_precision
+
+    if precision not in PRECISIONS:
+        raise ConfigError(f"--precision: unknown precision {precision!r}. Valid choices: {', '.join(PRECISIONS)}")
+    resolved = resolve_precision(precision, device)
+    if resolved != "bf16":
+        return apply_quantization(model, quantize, device), "int8" if quantize == "int8" else "fp32"
+    if quantize == "none":
+        return copy.deepcopy(model).to(torch.bfloat16).eval(), "bf16"
+    model = copy.deepcopy(model)
+    for name in _output_layers(model):
+        parent, _, attr = name.rpartition(".")
+        setattr(model.get_submodule(parent), attr, Bf16Linear(model.get_submodule(name)))
+    return apply_quantization(model, quantize, device), "int8+bf16"

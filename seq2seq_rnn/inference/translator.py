@@ -19,7 +19,7 @@ from seq2seq_rnn.inference.decoding import (
     translate_corpus,
     with_overrides,
 )
-from seq2seq_rnn.inference.quantize import apply_quantization
+from seq2seq_rnn.inference.quantize import apply_weights
 from seq2seq_rnn.inference.search import Hypothesis
 from seq2seq_rnn.model import Seq2Seq
 from seq2seq_rnn.run.checkpoint import check_fingerprint, fingerprint, load_checkpoint, load_model_state
@@ -52,13 +52,24 @@ def _load_member(run_dir: Path, checkpoint: str) -> tuple[Recipe, SubwordTokeniz
     return recipe, tokenizer, model
 
 
+def _weights(
+    model: torch.nn.Module, quantize: str, precision: str, dev: torch.device
+) -> tuple[torch.nn.Module, torch.device, str]:
+    """(model, device, precision) for the constructor."""
+    model, resolved = apply_weights(model, quantize, precision, dev)
+    return model, dev, resolved
+
+
 class Translator:
     """A model, its tokenizer and decoding settings.
 
     >>> Translator.load("runs/multi30k_de_en_lstm").translate(["Ein Hund läuft."], beam_size=5)
     """
 
-    def __init__(self, recipe: Recipe, tokenizer: SubwordTokenizer, model: Seq2Seq, device: torch.device) -> None:
+    def __init__(
+        self, recipe: Recipe, tokenizer: SubwordTokenizer, model: Seq2Seq, device: torch.device, precision: str = "fp32"
+    ) -> None:
+        self.precision = precision  # what the model computes in: fp32, bf16, int8 or int8+bf16
         self.recipe = recipe
         self.tokenizer = tokenizer
         self.model = model
@@ -67,21 +78,31 @@ class Translator:
 
     @classmethod
     def load(
-        cls, run_dir: str | Path, checkpoint: str = "best", device: str = "auto", quantize: str = "none"
+        cls,
+        run_dir: str | Path,
+        checkpoint: str = "best",
+        device: str = "auto",
+        quantize: str = "none",
+        precision: str = "fp32",
     ) -> Translator:
-        """``quantize='int8'``: dynamic int8 weights on the CPU (:mod:`seq2seq_rnn.inference.quantize`)."""
+        """``quantize='int8'``: dynamic int8 weights on the CPU; ``precision`` fp32, bf16 or auto
+        (bf16 where the device has fast bf16); see :func:`seq2seq_rnn.inference.quantize.apply_weights`."""
         recipe, tokenizer, model = _load_member(Path(run_dir), checkpoint)
         dev = resolve_device(device, "--device")
-        return cls(recipe, tokenizer, apply_quantization(model.to(dev).eval(), quantize, dev), dev)
+        return cls(recipe, tokenizer, *_weights(model.to(dev).eval(), quantize, precision, dev))
 
     @classmethod
     def load_ensemble(
-        cls, members: Sequence[tuple[str | Path, str]], device: str = "auto", quantize: str = "none"
+        cls,
+        members: Sequence[tuple[str | Path, str]],
+        device: str = "auto",
+        quantize: str = "none",
+        precision: str = "fp32",
     ) -> Translator:
         """An ensemble of (run directory, checkpoint) pairs sharing one vocabulary;
         decoding settings come from the first run. One member = ``load``."""
         if len(members) == 1:
-            return cls.load(members[0][0], members[0][1], device, quantize)
+            return cls.load(members[0][0], members[0][1], device, quantize, precision)
         from seq2seq_rnn.inference.ensemble import Ensemble
 
         loaded = [_load_member(Path(run), ckpt) for run, ckpt in members]
@@ -91,7 +112,7 @@ class Translator:
                 raise CheckpointError(f"{run} uses another vocabulary than {members[0][0]}; cannot ensemble them")
         dev = resolve_device(device, "--device")
         ensemble = Ensemble([m for _, _, m in loaded]).to(dev).eval()
-        return cls(recipe, tokenizer, apply_quantization(ensemble, quantize, dev), dev)
+        return cls(recipe, tokenizer, *_weights(ensemble, quantize, precision, dev))
 
     def translate(
         self,

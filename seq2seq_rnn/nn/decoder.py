@@ -159,15 +159,18 @@ class Decoder(nn.Module):
         feed_out = (att,) if self.input_feeding else ()
         return logits, flatten_states(states) + feed_out, (weights.reshape(n, -1) if weights is not None else None)
 
-    def forward(self, tgt_in: Tensor, flat: tuple[Tensor, ...], mem: Memory) -> Tensor:
-        """Teacher forcing: tgt_in (B, T) → logits (B, T, V)."""
+    def forward(self, tgt_in: Tensor, flat: tuple[Tensor, ...], mem: Memory, keep: Tensor | None = None) -> Tensor:
+        """Teacher forcing: tgt_in (B, T) → logits (B, T, V); with ``keep`` (B, T) bool, only the
+        logits at its True positions, (N, V) in row-major order (training skips padding: the output
+        layer and the loss are a third of a step)."""
         if self.input_feeding or not self.fused:
             masks = self._sequence_masks(tgt_in.size(0), mem.memory)  # one per sequence, reused at every step
             logits = []
             for t in range(tgt_in.size(1)):
                 step_logits, flat, _ = self._step(tgt_in[:, t], flat, mem, masks)
                 logits.append(step_logits)
-            return torch.stack(logits, dim=1)
+            stacked = torch.stack(logits, dim=1)
+            return stacked if keep is None else stacked[keep]
         states, _ = self._split(flat)
         x = self.embedding_dropout(self.embed(tgt_in))  # (B, T, E)
 
@@ -176,7 +179,8 @@ class Decoder(nn.Module):
 
         x = residual_stack(x, len(self.cells), run, self.dropout, self.residual)  # (B, T, H)
         att, _ = self._attend(x, mem)
-        return self.output(self.output_dropout(att))
+        out = self.output_dropout(att)  # dropout before selecting: a variational mask is per sequence
+        return self.output(out if keep is None else out[keep])
 
 
 def _bridge(probe: list[State], memory_size: int) -> nn.ModuleList:

@@ -52,7 +52,7 @@ class Encoder(nn.Module):
     def _run(self, cell: RecurrentCell, x: Tensor, lengths: Tensor | None) -> Tensor:
         state = cell.initial_state(x.size(0), x.device, x.dtype)
         if self.fused:
-            out, _ = cell.forward_sequence(x, state, lengths)
+            out = cell.forward_outputs(x, state, lengths)  # the final state is not needed
         else:
             out, _ = step_loop(cell, x, state, lengths)
         return out  # (B, S, H), zero past each length

@@ -29,6 +29,8 @@ from seq2seq_rnn.data.batching import Batch, TokenBatchSampler
 from seq2seq_rnn.data.cache import cache_root
 from seq2seq_rnn.errors import Seq2SeqError, TrainingInterrupted
 from seq2seq_rnn.metrics import Scores
+from seq2seq_rnn.precision import resolve_precision
+from seq2seq_rnn.precision import why as why_precision
 from seq2seq_rnn.run.directory import RunDir
 from seq2seq_rnn.training.callbacks import Callback, MetricsFile, ProgressDisplay, Report, TensorBoard
 from seq2seq_rnn.training.checkpoints import CheckpointManager
@@ -136,7 +138,13 @@ class Trainer:
             torch.manual_seed(recipe.seed + 1_000_003 * (hooks.rank + 1) + self.progress.step)
         n_params = sum(p.numel() for p in model.parameters())
         log.info("model: %s parameters on %s", f"{n_params:,}", device)
+        log.info("precision: %s (%s)", self.precision, why_precision(self.cfg.amp, device, self.precision))
         return self.parts
+
+    @property
+    def precision(self) -> str:
+        """What the training steps compute in: train.amp with 'auto' resolved for the device."""
+        return resolve_precision(self.cfg.amp, self._prepared().device)
 
     def _builtin_callbacks(self) -> list[Callback]:
         found: list[Callback] = []
@@ -257,7 +265,7 @@ class Trainer:
             loss_sum, tokens, seconds = self.hooks.all_reduce_sum(summed.to(self.device)).tolist()
             # tokens of all ranks over the ranks' mean time: the run's throughput
             run = Window(loss_sum, int(tokens), seconds / self.hooks.world_size)
-        self._emit("on_log", train_log_metrics(p, run, self._prepared().schedule))
+        self._emit("on_log", train_log_metrics(p, run, self._prepared().schedule, self.precision))
         window.reset()
 
     # -- validation and checkpoints --------------------------------------
@@ -341,7 +349,7 @@ def record_validation(
     return metrics, improved
 
 
-def train_log_metrics(p: Progress, window: Window, schedule: LRSchedule) -> dict[str, Any]:
+def train_log_metrics(p: Progress, window: Window, schedule: LRSchedule, precision: str) -> dict[str, Any]:
     """The metrics row of a training log line (``window``: the run's, summed over ranks)."""
     return {
         "step": p.step,
@@ -350,6 +358,7 @@ def train_log_metrics(p: Progress, window: Window, schedule: LRSchedule) -> dict
         "lr": schedule.lr(p.step),
         "tokens_per_sec": round(window.rate(), 1),
         "nonfinite_steps": p.nonfinite_steps,
+        "precision": precision,  # what the steps computed in
     }
 
 

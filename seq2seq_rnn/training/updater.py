@@ -7,34 +7,32 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from seq2seq_rnn.config import TrainConfig
 from seq2seq_rnn.data.batching import Batch
 from seq2seq_rnn.data.tokenizer import PAD_ID
 from seq2seq_rnn.errors import TrainingError
+from seq2seq_rnn.nn.loss import smoothed_cross_entropy
+from seq2seq_rnn.precision import autocast_dtype, resolve_precision
 from seq2seq_rnn.training.state import Hooks, LRSchedule, Progress
 
 log = logging.getLogger("seq2seq_rnn.train")
 
 
 def token_loss(logits: Tensor, target: Tensor, label_smoothing: float) -> tuple[Tensor, Tensor]:
-    """logits (B, T, V), target (B, T) → summed loss over non-pad tokens, token count."""
-    loss = F.cross_entropy(
-        logits.reshape(-1, logits.size(-1)).float(),
-        target.reshape(-1),
-        ignore_index=PAD_ID,
-        label_smoothing=label_smoothing,
-        reduction="sum",
-    )
+    """logits (..., V), target (...) → summed loss over non-pad tokens, token count.
+
+    Fused, in fp32 blocks: equal to ``F.cross_entropy(logits.float(), …, reduction="sum")``
+    without an fp32 copy of the logits (nn/loss.py)."""
+    loss = smoothed_cross_entropy(logits.reshape(-1, logits.size(-1)), target.reshape(-1), label_smoothing, PAD_ID)
     return loss, (target != PAD_ID).sum()
 
 
 def autocast(cfg: TrainConfig, device: torch.device) -> Any:
-    """The mixed-precision context of ``train.amp`` (a no-op for 'none')."""
-    dtype = torch.bfloat16 if cfg.amp == "bf16" else torch.float16
-    return torch.autocast(device.type, dtype=dtype, enabled=cfg.amp != "none")
+    """The mixed-precision context of ``train.amp`` ('auto' resolved by seq2seq_rnn.precision; a no-op for fp32)."""
+    dtype = autocast_dtype(resolve_precision(cfg.amp, device))
+    return torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
 
 
 def load_scaler_state(scaler: torch.amp.GradScaler, state: dict[str, Any]) -> None:
@@ -76,9 +74,10 @@ class Updater:
         """
         self.train_model.train()
         self.schedule.apply(progress.step)
+        keep = batch.tgt_out != PAD_ID  # (B, T): logits only where a target token is scored
         with autocast(self.cfg, self.device):
-            logits = self.train_model(batch.src, batch.src_lengths, batch.tgt_in)
-        loss_sum, ntok = token_loss(logits, batch.tgt_out, self.cfg.label_smoothing)
+            logits = self.train_model(batch.src, batch.src_lengths, batch.tgt_in, keep)  # (N, V), N = keep.sum()
+        loss_sum, ntok = token_loss(logits, batch.tgt_out[keep], self.cfg.label_smoothing)
         total = self.hooks.all_reduce_sum(ntok.detach().float().clone())
         # Gradients are averaged over all workers' tokens: scale by world/total.
         self.scaler.scale(loss_sum * (self.hooks.world_size / total.clamp(min=1))).backward()
