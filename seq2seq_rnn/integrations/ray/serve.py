@@ -40,7 +40,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from ray import serve
 
-from seq2seq_rnn.errors import PluginError, Seq2SeqError
+from seq2seq_rnn.errors import PluginError, Seq2SeqError, UsageError
 from seq2seq_rnn.integrations.serving import (
     Limits,
     ModelSpec,
@@ -353,7 +353,7 @@ def build_app(
     check_runs(specs, checkpoint)
     check = Limits.model_validate(limits.model_dump() if isinstance(limits, Limits) else (limits or {}))
     if max_batch_size < 1 or batch_wait_ms < 0:
-        raise Seq2SeqError(
+        raise UsageError(
             f"max_batch_size must be >= 1 and batch_wait_ms >= 0 (got {max_batch_size}, {batch_wait_ms})"
         )
     options: dict[str, Any] = {
