@@ -14,13 +14,16 @@ ops on x, non-tensor values) silently keeps the plain step loop.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 import torch
 import torch.fx as fx
 from torch import Tensor, nn
 
+from seq2seq_rnn.cells.fast import deferred_weight_grads, rewrite_linears
 from seq2seq_rnn.cells.loop import masked_steps
 
 log = logging.getLogger(__name__)
@@ -81,6 +84,7 @@ def hoist(cell: nn.Module, n_state: int) -> HoistedCell | None:
     """Trace and split ``cell``; None when the cell must keep the plain loop."""
     try:
         traced = fx.symbolic_trace(cell, concrete_args={"state": tuple(fx.PH for _ in range(n_state))})
+        rewrite_linears(traced)  # oneDNN products (fast.py); checked by agrees() like the split
         parts = _split(traced)
     except Exception as exc:  # untraceable code is normal for plugins: keep the plain loop
         log.debug("cell %s not hoisted: %s", type(cell).__name__, exc)
@@ -91,9 +95,60 @@ def hoist(cell: nn.Module, n_state: int) -> HoistedCell | None:
     return HoistedCell(fx.GraphModule(cell, pre), fx.GraphModule(cell, step), n)
 
 
-@torch.no_grad()
 def agrees(cell: nn.Module, hoisted: HoistedCell, input_size: int) -> bool:
-    """Does the split compute what ``cell.forward`` computes (B=3, T=4)?"""
+    """Does the split compute what ``cell.forward`` computes (B=3, T=4), values and gradients?
+
+    Checked in the cell's own precision whatever the caller's mode (no_grad, autocast),
+    so a first call under ``torch.no_grad`` or bf16 autocast decides the same way."""
+    try:
+        with exact_mode():
+            with torch.no_grad():
+                if not _values_agree(cell, hoisted, input_size):
+                    return False
+            return gradients_agree(cell, lambda x, s: hoisted_loop(hoisted, x, s, None), input_size)
+    except Exception as exc:
+        log.debug("cell %s not hoisted: gradient check failed: %s", type(cell).__name__, exc)
+        return False
+
+
+@contextlib.contextmanager
+def exact_mode() -> Iterator[None]:
+    """Gradients on, autocast off (CPU and CUDA)."""
+    with torch.enable_grad(), torch.autocast("cpu", enabled=False):
+        if torch.cuda.is_available():
+            with torch.autocast("cuda", enabled=False):
+                yield
+        else:
+            yield
+
+
+def gradients_agree(cell: nn.Module, fast: Any, input_size: int) -> bool:
+    """Gradients (input, every parameter) of ``fast(x, state) -> (outputs, state)`` equal
+    the plain step loop's over a short random sequence (B=3, T=4), to fp32 tolerance."""
+    param = next(cell.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
+    gen = torch.Generator(device="cpu").manual_seed(1)
+    x = torch.randn(3, 4, input_size, generator=gen).to(device=device, dtype=dtype)
+    state = tuple(
+        torch.randn(s.shape, generator=gen).to(device=device, dtype=dtype) for s in cell.initial_state(3, device, dtype)
+    )
+    params = [p for p in cell.parameters() if p.requires_grad]
+    grads = []
+    for run in (fast, lambda x, s: masked_steps(cell, [(x_t,) for x_t in x.unbind(1)], s, None)):
+        xi = x.clone().requires_grad_(True)
+        out, final = run(xi, state)
+        loss = (out * out).sum() + sum((f * f).sum() for f in final)
+        grads.append(torch.autograd.grad(loss, [xi, *params], allow_unused=True))
+    for a, b in zip(*grads, strict=True):
+        if (a is None) != (b is None):
+            return False
+        if a is not None and not torch.allclose(a, b, rtol=1e-3, atol=1e-4 * (1 + float(b.abs().max()))):
+            return False
+    return True
+
+
+def _values_agree(cell: nn.Module, hoisted: HoistedCell, input_size: int) -> bool:
     param = next(cell.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
     dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
@@ -126,5 +181,6 @@ def hoisted_loop(
     plan: HoistedCell, x: Tensor, state: tuple[Tensor, ...], lengths: Tensor | None
 ) -> tuple[Tensor, tuple[Tensor, ...]]:
     """Like ``step_loop``, with the x-only work done once for all time steps."""
-    steps = list(zip(*(v.unbind(1) for v in plan.precompute(x)), strict=True))  # T × (B, ·) tuples
-    return masked_steps(lambda *args: _unpack(plan.step(*args[:-1], *args[-1])), steps, state, lengths)
+    with deferred_weight_grads():  # recurrent weight gradients: one product over all T steps
+        steps = list(zip(*(v.unbind(1) for v in plan.precompute(x)), strict=True))  # T × (B, ·) tuples
+        return masked_steps(lambda *args: _unpack(plan.step(*args[:-1], *args[-1])), steps, state, lengths)

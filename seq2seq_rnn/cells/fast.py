@@ -1,0 +1,224 @@
+"""oneDNN linear products for plugin cells, and weight gradients summed once per sequence.
+
+Why: on the CPUs this project runs on, a plugin cell's ``nn.Linear`` / ``F.linear``
+goes through ``aten::mm`` (MKL), while the fused built-in LSTM runs its products
+through oneDNN, about 2× faster at the recurrent step's shape (B×H · H×4H,
+measured: ~90 against ~185 GFLOP/s on one thread). Most of a plugin LSTM's
+gap to the built-in was that, not Python. So the traced graphs of a plugin cell
+(see ``hoist.py``) have their linear products rewritten to :func:`linear`, which
+calls oneDNN directly with a backward of its own:
+
+* forward ``x W^T + b`` and backward ``g W`` through oneDNN, with ``W^T`` kept
+  contiguous once per weight version (re-made after each optimizer step);
+* inside :func:`deferred_weight_grads` (a whole sequence), the weight gradient
+  of the recurrent product is not formed per step: every step's ``(g, x)`` is
+  kept and ``Σ_t g_t^T x_t`` is one large product when the backward pass
+  reaches the start of the sequence.
+
+Only fp32 CPU tensors outside autocast take this path; anything else (bf16
+autocast, float64, CUDA, a machine without oneDNN) calls ``F.linear`` unchanged,
+so a result never depends on the path beyond fp32 rounding.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import weakref
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+import torch.fx as fx
+from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
+from torch.nn import functional as F
+
+_PW = getattr(getattr(torch.ops, "mkldnn", None), "_linear_pointwise", None)
+_ENABLED = [_PW is not None and torch.backends.mkldnn.is_available()]
+_local = threading.local()
+_DEFER_ROWS = 4096  # larger inputs (a hoisted B·T projection) are one product already
+
+
+def set_onednn(enabled: bool) -> None:
+    """Turn the oneDNN rewrite of plugin cells' linear products on or off (tests, benchmarks)."""
+    _ENABLED[0] = enabled and _PW is not None and torch.backends.mkldnn.is_available()
+
+
+def onednn_enabled() -> bool:
+    return _ENABLED[0]
+
+
+def _usable(x: Tensor, w: Tensor, b: Tensor | None) -> bool:
+    return (
+        _ENABLED[0]
+        and x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and w.dtype == torch.float32
+        and w.dim() == 2
+        and (b is None or b.dtype == torch.float32)
+        and not torch.is_autocast_enabled("cpu")
+        and x.layout == torch.strided
+    )
+
+
+def _mm(a: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
+    """a (N, K) · w (M, K)^T (+ b) → (N, M) through oneDNN."""
+    return _PW(a, w, b, "none", [], "")  # type: ignore[misc]
+
+
+_transposed: dict[int, tuple[Any, int, Tensor]] = {}
+
+
+def _t(w: Tensor) -> Tensor:
+    """``w.t().contiguous()`` (detached), cached until w changes in place (its version moves)."""
+    key = id(w)
+    hit = _transposed.get(key)
+    if hit is not None and hit[0]() is w and hit[1] == w._version:
+        return hit[2]
+    if len(_transposed) > 256:  # weights of dropped models: forget them
+        for k in [k for k, v in _transposed.items() if v[0]() is None]:
+            del _transposed[k]
+    wt = w.detach().t().contiguous()
+    _transposed[key] = (weakref.ref(w), w._version, wt)
+    return wt
+
+
+class _Linear(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, w: Tensor, b: Tensor | None, sink: _Sink | None, source: Tensor) -> Tensor:
+        ctx.save_for_backward(x, w)  # w: the parameter or its gathered view (same version counter)
+        ctx.has_bias, ctx.sink, ctx.source = b is not None, sink, source
+        return _mm(x, w, b)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, ...]:
+        x, _ = ctx.saved_tensors
+        g = g.contiguous()
+        gx = _mm(g, _t(ctx.source)) if ctx.needs_input_grad[0] else None
+        gw = gb = None
+        if ctx.needs_input_grad[1]:
+            if ctx.sink is not None:
+                ctx.sink.add(g, x)  # summed over the sequence by _Gather.backward
+            else:
+                gw = _mm(g.t().contiguous(), x.t().contiguous())
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            gb = g.sum(0)
+        return gx, gw, gb, None, None
+
+
+class _Sink:
+    """Per-step (grad_output, input) pairs of one weight within one sequence."""
+
+    def __init__(self) -> None:
+        self.grads: list[Tensor] = []
+        self.inputs: list[Tensor] = []
+
+    def add(self, g: Tensor, x: Tensor) -> None:
+        self.grads.append(g)
+        self.inputs.append(x)
+
+
+class _Gather(torch.autograd.Function):
+    """Identity on a weight, applied before a sequence's first step: autograd runs
+    its backward after every step's, which is when the summed product is formed."""
+
+    @staticmethod
+    def forward(ctx: Any, w: Tensor, sink: _Sink) -> Tensor:
+        ctx.sink = sink
+        return w.view_as(w)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, g: Tensor | None) -> tuple[Tensor | None, None]:
+        sink = ctx.sink
+        total = None if g is None else g
+        if sink.grads:
+            gs, xs = torch.cat(sink.grads), torch.cat(sink.inputs)  # (T·B, M), (T·B, K)
+            sink.grads.clear()
+            sink.inputs.clear()
+            summed = _mm(gs.t().contiguous(), xs.t().contiguous())
+            total = summed if total is None else total + summed
+        return total, None
+
+
+class _Scope:
+    """Weights gathered for one sequence: weight id → (gathered weight, sink)."""
+
+    def __init__(self) -> None:
+        self.weights: dict[int, tuple[Tensor, Tensor, _Sink]] = {}
+
+    def get(self, w: Tensor) -> tuple[Tensor, _Sink]:
+        hit = self.weights.get(id(w))
+        if hit is None or hit[0] is not w:
+            sink = _Sink()
+            hit = (w, _Gather.apply(w, sink), sink)
+            self.weights[id(w)] = hit
+        return hit[1], hit[2]
+
+
+@contextlib.contextmanager
+def deferred_weight_grads() -> Iterator[None]:
+    """Within this block (one sequence's time loop), the weight gradient of every
+    :func:`linear` on a 2-D input is summed once over all its calls instead of per call."""
+    previous = getattr(_local, "scope", None)
+    _local.scope = _Scope() if torch.is_grad_enabled() else None
+    try:
+        yield
+    finally:
+        _local.scope = previous
+
+
+def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """``F.linear`` through oneDNN where that is safe (fp32 CPU, no autocast), else ``F.linear``."""
+    if not _usable(x, weight, bias):
+        return F.linear(x, weight, bias)
+    shape = x.shape
+    flat = x.reshape(-1, shape[-1]) if x.dim() != 2 else x
+    if not flat.is_contiguous():
+        flat = flat.contiguous()
+    needs_grad = flat.requires_grad or weight.requires_grad or (bias is not None and bias.requires_grad)
+    if not (torch.is_grad_enabled() and needs_grad):
+        out = _mm(flat, weight.detach(), None if bias is None else bias.detach())
+    else:
+        scope = getattr(_local, "scope", None)
+        source, sink = weight, None
+        if scope is not None and weight.requires_grad and flat.size(0) < _DEFER_ROWS:
+            weight, sink = scope.get(weight)
+        out = _Linear.apply(flat, weight, bias, sink, source)
+    return out if x.dim() == 2 else out.reshape(*shape[:-1], out.size(-1))
+
+
+_LINEAR_FUNCTIONS = (F.linear, torch._C._nn.linear)
+
+
+def rewrite_linears(gm: fx.GraphModule) -> int:
+    """Point every ``nn.Linear`` call and ``F.linear(x, <parameter>, …)`` of a traced
+    cell at :func:`linear`; returns how many were rewritten. Products written
+    another way (``x @ W.t()``, ``torch.matmul``) keep ``aten::mm``."""
+    count = 0
+    for node in list(gm.graph.nodes):
+        if node.op == "call_module" and type(gm.get_submodule(node.target)) is nn.Linear and not node.kwargs:
+            if len(node.args) != 1:
+                continue
+            with gm.graph.inserting_before(node):
+                weight = gm.graph.get_attr(f"{node.target}.weight")
+                has_bias = gm.get_submodule(node.target).bias is not None
+                bias = gm.graph.get_attr(f"{node.target}.bias") if has_bias else None
+                fast = gm.graph.call_function(linear, (node.args[0], weight, bias))
+        elif node.op == "call_function" and node.target in _LINEAR_FUNCTIONS:
+            args = list(node.args) + [node.kwargs.get(k) for k in ("weight", "bias")[len(node.args) - 1 :]]
+            if len(args) < 2 or not isinstance(args[1], fx.Node) or args[1].op != "get_attr":
+                continue
+            with gm.graph.inserting_before(node):
+                fast = gm.graph.call_function(linear, (args[0], args[1], args[2] if len(args) > 2 else None))
+        else:
+            continue
+        node.replace_all_uses_with(fast)
+        gm.graph.erase_node(node)
+        count += 1
+    if count:
+        gm.graph.lint()
+        gm.recompile()
+    return count
