@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from seq2seq_rnn.cells.hoist import HoistedCell, agrees, hoist, hoisted_loop
+from seq2seq_rnn.cells.hoist import HoistedCell, agrees, hoist, hoisted_loop, step_plan
 from seq2seq_rnn.cells.loop import masked_steps
 from seq2seq_rnn.config import CellOptions, validate_cell_options
 from seq2seq_rnn.errors import ConfigError, PluginError
@@ -71,6 +71,19 @@ class RecurrentCell(nn.Module):
         if plan is None or not _HOISTING[0]:
             return step_loop(self, x, state, lengths)
         return hoisted_loop(plan, x, state, lengths)
+
+    def forward_step(self, x: Tensor, state: State) -> tuple[Tensor, State]:
+        """One step as the step-by-step decoder and beam search run it: :meth:`forward`,
+        through a traced copy with its linear products on oneDNN where that was
+        checked to compute the same (``hoist.step_plan``); cells may override."""
+        plan = self.__dict__.get("_step_plan", False)
+        if plan is False:
+            plan = step_plan(self, len(state)) if _HOISTING[0] else None
+            object.__setattr__(self, "_step_plan", plan)
+        if plan is None or not _HOISTING[0]:
+            return self(x, state)
+        h, new_state = plan(x, state)
+        return h, tuple(new_state)
 
     def reset_parameters_for(self, recurrent: str, forget_bias: float) -> None:
         """Recurrent initialisation hook; the model first sets every weight to

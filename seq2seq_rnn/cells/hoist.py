@@ -113,8 +113,8 @@ def agrees(cell: nn.Module, hoisted: HoistedCell, input_size: int) -> bool:
 
 @contextlib.contextmanager
 def exact_mode() -> Iterator[None]:
-    """Gradients on, autocast off (CPU and CUDA)."""
-    with torch.enable_grad(), torch.autocast("cpu", enabled=False):
+    """Gradients on, inference mode and autocast off (CPU and CUDA)."""
+    with torch.inference_mode(False), torch.enable_grad(), torch.autocast("cpu", enabled=False):
         if torch.cuda.is_available():
             with torch.autocast("cuda", enabled=False):
                 yield
@@ -184,3 +184,56 @@ def hoisted_loop(
     with deferred_weight_grads():  # recurrent weight gradients: one product over all T steps
         steps = list(zip(*(v.unbind(1) for v in plan.precompute(x)), strict=True))  # T × (B, ·) tuples
         return masked_steps(lambda *args: _unpack(plan.step(*args[:-1], *args[-1])), steps, state, lengths)
+
+
+def step_plan(cell: nn.Module, n_state: int) -> fx.GraphModule | None:
+    """``cell.forward`` traced with its linear products on oneDNN (``fast.py``), for
+    callers that run one step at a time (the step-by-step decoder, beam search);
+    None when nothing was rewritten, the cell cannot be traced, or the rewrite
+    does not compute the same values and gradients."""
+    try:
+        traced = fx.symbolic_trace(cell, concrete_args={"state": tuple(fx.PH for _ in range(n_state))})
+        if not rewrite_linears(traced):
+            log.debug("cell %s: no linear product to run on oneDNN, step path unchanged", type(cell).__name__)
+            return None
+    except Exception as exc:
+        log.debug("cell %s: step path not traced: %s", type(cell).__name__, exc)
+        return None
+
+    def step(x: Tensor, state: tuple[Tensor, ...]) -> tuple[Tensor, tuple[Tensor, ...]]:
+        h, new_state = traced(x, state)
+        return h, tuple(new_state)
+
+    try:
+        with exact_mode():
+            with torch.no_grad():
+                ok = _steps_agree(cell, step, cell.input_size)
+            ok = ok and gradients_agree(
+                cell, lambda x, s: masked_steps(step, [(x_t,) for x_t in x.unbind(1)], s, None), cell.input_size
+            )
+    except Exception as exc:
+        log.debug("cell %s: traced step path failed its check: %s", type(cell).__name__, exc)
+        return None
+    if not ok:
+        log.debug("cell %s: traced step path differs from forward(), step path unchanged", type(cell).__name__)
+        return None
+    return traced
+
+
+def _steps_agree(cell: nn.Module, step: Any, input_size: int) -> bool:
+    param = next(cell.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
+    gen = torch.Generator(device="cpu").manual_seed(2)
+    state = tuple(
+        torch.randn(s.shape, generator=gen).to(device=device, dtype=dtype) for s in cell.initial_state(3, device, dtype)
+    )
+    ref_state = got_state = state
+    for _ in range(3):
+        x = torch.randn(3, input_size, generator=gen).to(device=device, dtype=dtype)
+        ref_h, ref_state = cell(x, ref_state)
+        got_h, got_state = step(x, got_state)
+        pairs = [(ref_h, got_h), *zip(ref_state, got_state, strict=True)]
+        if not all(a.shape == b.shape and torch.allclose(a, b, rtol=1e-4, atol=1e-5) for a, b in pairs):
+            return False
+    return True
