@@ -65,7 +65,9 @@ class RecurrentCell(nn.Module):
         final state is the state after its last real token.
         """
         plan = self.__dict__.get("_hoisted_plan", False)
-        if plan is False:  # first call: try once to hoist the input-only work out of the loop
+        if plan is False and _tracing():
+            plan = None  # decided on a later, untraced call
+        elif plan is False:  # first call: try once to hoist the input-only work out of the loop
             plan = _plan_for(self, len(state))
             object.__setattr__(self, "_hoisted_plan", plan)  # not a submodule: no duplicate parameters
         if plan is None or not _HOISTING[0]:
@@ -76,11 +78,13 @@ class RecurrentCell(nn.Module):
         """One step as the step-by-step decoder and beam search run it: :meth:`forward`,
         through a traced copy with its linear products on oneDNN where that was
         checked to compute the same (``hoist.step_plan``); cells may override."""
+        if not _HOISTING[0] or _tracing():  # exports record the cell's own forward
+            return self(x, state)
         plan = self.__dict__.get("_step_plan", False)
         if plan is False:
-            plan = step_plan(self, len(state)) if _HOISTING[0] else None
+            plan = step_plan(self, len(state))
             object.__setattr__(self, "_step_plan", plan)
-        if plan is None or not _HOISTING[0]:
+        if plan is None:
             return self(x, state)
         h, new_state = plan(x, state)
         return h, tuple(new_state)
@@ -97,6 +101,11 @@ class RecurrentCell(nn.Module):
 
 
 _HOISTING = [True]  # a switch for tests and benchmarks
+
+
+def _tracing() -> bool:
+    """Inside TorchScript/ONNX tracing or torch.compile: no plan is built (its checks run autograd)."""
+    return torch.jit.is_tracing() or torch.compiler.is_compiling()
 
 
 def set_hoisting(enabled: bool) -> None:
