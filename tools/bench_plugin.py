@@ -6,7 +6,8 @@ of the rounds, ratios are of the medians:
 
 * one layer forward+backward, B=64 T=30 I=H=``--cell-hidden``, fp32 and bf16 autocast:
   the plain plugin LSTM and the layer-norm plugin, each "before" (hoisting only,
-  linear products on ``aten::mm``) and "after" (``seq2seq_rnn/cells/fast.py``);
+  linear products on ``aten::mm``) and "after" (``seq2seq_rnn/cells/fast.py``), and
+  the plain LSTM with oneDNN products but per-step weight gradients;
 * training steps of the recipe's model with the plain plugin LSTM in the encoder
   and the decoder against the built-in (same recipe, same synthetic batch);
 * beam-5 decoding of ``--plugin-sentences`` synthetic sentences with the built-in's
@@ -33,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from seq2seq_rnn.cells import RecurrentCell, register_cell  # noqa: E402
 from seq2seq_rnn.cells.base import State, set_hoisting  # noqa: E402
-from seq2seq_rnn.cells.fast import set_onednn  # noqa: E402
+from seq2seq_rnn.cells.fast import set_deferred, set_onednn  # noqa: E402
 
 
 class PlainLSTMCell(RecurrentCell):
@@ -70,9 +71,10 @@ def _register() -> None:
         register_cell("bench_plain_lstm", PlainLSTMCell)
 
 
-def _mode(fast: bool) -> None:
+def _mode(fast: bool, deferred: bool = True) -> None:
     set_hoisting(True)
     set_onednn(fast)
+    set_deferred(deferred)
 
 
 def _rounds(fns: dict[str, Callable[[], Any]], rounds: int) -> dict[str, list[float]]:
@@ -110,12 +112,12 @@ def bench_kernel(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {"kernel_shape": f"B={b} T={t} I=H={h}, forward+backward of one layer"}
     for precision in ("fp32", "bf16"):
 
-        def run(name: str, fast: bool, precision: str = precision) -> Callable[[], None]:
+        def run(name: str, fast: bool, precision: str = precision, deferred: bool = True) -> Callable[[], None]:
             cell = cells[name]
             state = cell.initial_state(b, "cpu", torch.float32)
 
             def go() -> None:
-                _mode(fast)
+                _mode(fast, deferred)
                 with torch.autocast("cpu", torch.bfloat16, enabled=precision == "bf16"):
                     y, _ = cell.forward_sequence(x, state, lengths)
                 y.float().sum().backward()
@@ -125,6 +127,7 @@ def bench_kernel(args: argparse.Namespace) -> dict[str, Any]:
         fns = {
             "builtin": run("builtin", True),
             "plain_before": run("plain", False),
+            "plain_onednn_not_deferred": run("plain", True, deferred=False),
             "plain_after": run("plain", True),
             "layernorm_before": run("layernorm", False),
             "layernorm_after": run("layernorm", True),

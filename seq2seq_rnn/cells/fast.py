@@ -50,6 +50,14 @@ def onednn_enabled() -> bool:
     return _ENABLED[0]
 
 
+_DEFER = [True]
+
+
+def set_deferred(enabled: bool) -> None:
+    """Turn the once-per-sequence weight gradient on or off (benchmarks: what each part gives)."""
+    _DEFER[0] = enabled
+
+
 def _usable(x: Tensor, w: Tensor, b: Tensor | None) -> bool:
     return (
         _ENABLED[0]
@@ -173,7 +181,7 @@ def deferred_weight_grads() -> Iterator[None]:
     """Within this block (one sequence's time loop), the weight gradient of every
     :func:`linear` on a 2-D input is summed once over all its calls instead of per call."""
     previous = getattr(_local, "scope", None)
-    _local.scope = _Scope() if torch.is_grad_enabled() else None
+    _local.scope = _Scope() if torch.is_grad_enabled() and _DEFER[0] else None
     try:
         yield
     finally:
