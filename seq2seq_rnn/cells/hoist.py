@@ -181,8 +181,8 @@ def hoisted_loop(
     plan: HoistedCell, x: Tensor, state: tuple[Tensor, ...], lengths: Tensor | None
 ) -> tuple[Tensor, tuple[Tensor, ...]]:
     """Like ``step_loop``, with the x-only work done once for all time steps."""
+    steps = list(zip(*(v.unbind(1) for v in plan.precompute(x)), strict=True))  # T × (B, ·) tuples
     with deferred_weight_grads():  # recurrent weight gradients: one product over all T steps
-        steps = list(zip(*(v.unbind(1) for v in plan.precompute(x)), strict=True))  # T × (B, ·) tuples
         return masked_steps(lambda *args: _unpack(plan.step(*args[:-1], *args[-1])), steps, state, lengths)
 
 
