@@ -104,11 +104,11 @@ class Branchy(PlainLSTM):
 UNUSUAL = [PlainLSTM, LayerNormLSTMCell, ThreeStates, OwnSequence, BatchMixing, Branchy]
 
 
-def _sequence_results(cell: RecurrentCell, run, dtype=torch.float32, autocast: bool = False):
+def _sequence_results(cell: RecurrentCell, run, dtype=torch.float32, autocast: bool = False, lengths=None):
     torch.manual_seed(0)
-    x = torch.randn(4, 6, cell.input_size, dtype=dtype, requires_grad=True)
-    lengths = torch.tensor([6, 2, 5, 1])
-    state = tuple(torch.randn_like(s) * 0.5 for s in cell.initial_state(4, "cpu", dtype))
+    lengths = torch.tensor([6, 2, 5, 1]) if lengths is None else lengths
+    x = torch.randn(len(lengths), 6, cell.input_size, dtype=dtype, requires_grad=True)
+    state = tuple(torch.randn_like(s) * 0.5 for s in cell.initial_state(len(lengths), "cpu", dtype))
     with torch.autocast("cpu", torch.bfloat16, enabled=autocast):
         out, final = run(cell, x, state, lengths)
     loss = out.float().pow(2).sum() + sum(s.float().pow(2).sum() for s in final)
@@ -137,6 +137,17 @@ def test_fast_paths_equal_the_step_loop_fp32(cls: type, path) -> None:
     cell = cls(5, 7)
     ref = _sequence_results(cell, step_loop)
     got = _sequence_results(cell, path)
+    _close(got, ref, rtol=1e-4, atol=1e-5)
+
+
+@needs_onednn
+@pytest.mark.parametrize("lengths", [[3, 6, 0, 6, 1], [6, 6, 6], [0, 0], [2, 4, 4, 1]], ids=str)
+@pytest.mark.parametrize("cls", [PlainLSTM, ThreeStates], ids=lambda c: c.__name__)
+def test_the_packed_loop_skips_padding_without_changing_a_result(cls: type, lengths: list[int]) -> None:
+    """Sentences sorted, finished rows leave the loop: still the masked loop's values and gradients."""
+    cell = cls(5, 7)
+    ref = _sequence_results(cell, step_loop, lengths=torch.tensor(lengths))
+    got = _sequence_results(cell, fast_sequence, lengths=torch.tensor(lengths))
     _close(got, ref, rtol=1e-4, atol=1e-5)
 
 

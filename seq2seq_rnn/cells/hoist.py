@@ -181,9 +181,43 @@ def hoisted_loop(
     plan: HoistedCell, x: Tensor, state: tuple[Tensor, ...], lengths: Tensor | None
 ) -> tuple[Tensor, tuple[Tensor, ...]]:
     """Like ``step_loop``, with the x-only work done once for all time steps."""
+    if lengths is not None and x.size(1) and int(lengths.max()) > 0:
+        return _packed_loop(plan, x, state, lengths)
     steps = list(zip(*(v.unbind(1) for v in plan.precompute(x)), strict=True))  # T × (B, ·) tuples
     with deferred_weight_grads():  # recurrent weight gradients: one product over all T steps
         return masked_steps(lambda *args: _unpack(plan.step(*args[:-1], *args[-1])), steps, state, lengths)
+
+
+def _packed_loop(
+    plan: HoistedCell, x: Tensor, state: tuple[Tensor, ...], lengths: Tensor
+) -> tuple[Tensor, tuple[Tensor, ...]]:
+    """What a packed sequence does for the fused kernels: sentences sorted longest first,
+    step t computes only the n_t rows still running (no work on padding), and a row's
+    state leaves the loop after its last token. Equal to the masked loop, row by row."""
+    b, t_max = x.shape[:2]
+    order = torch.argsort(lengths.to(x.device), descending=True, stable=True)  # (B,)
+    running = (lengths.cpu().unsqueeze(0) > torch.arange(t_max).unsqueeze(1)).sum(1).tolist()  # n_t per step
+    pre = [v.index_select(0, order) for v in plan.precompute(x)]  # each (B, T, ·), sorted
+    state = tuple(s.index_select(0, order) for s in state)
+    done: list[tuple[Tensor, ...]] = []  # final states of rows that stopped, last rows first
+    outputs: list[Tensor] = []
+    rows = b
+    with deferred_weight_grads():
+        for t, n in enumerate(running):
+            if n < rows:
+                done.append(tuple(s[n:rows] for s in state))
+                state, rows = tuple(s[:n] for s in state), n
+            if n == 0:
+                break
+            h, state = _unpack(plan.step(*[v[:n, t] for v in pre], *state))
+            outputs.append(h if n == b else torch.cat([h, h.new_zeros(b - n, *h.shape[1:])]))
+    done.append(state)
+    final = tuple(torch.cat(parts) for parts in zip(*reversed(done), strict=True))
+    inverse = torch.argsort(order)
+    out = torch.stack(outputs, dim=1)  # (B, T', H), T' ≤ T (T' = the longest length)
+    if out.size(1) < t_max:
+        out = torch.cat([out, out.new_zeros(b, t_max - out.size(1), *out.shape[2:])], dim=1)
+    return out.index_select(0, inverse), tuple(f.index_select(0, inverse) for f in final)
 
 
 def step_plan(cell: nn.Module, n_state: int) -> fx.GraphModule | None:
