@@ -197,7 +197,8 @@ def _packed_loop(
     b, t_max = x.shape[:2]
     order = torch.argsort(lengths.to(x.device), descending=True, stable=True)  # (B,)
     running = (lengths.cpu().unsqueeze(0) > torch.arange(t_max).unsqueeze(1)).sum(1).tolist()  # n_t per step
-    pre = [v.index_select(0, order) for v in plan.precompute(x)]  # each (B, T, ·), sorted
+    pre = [v.index_select(0, order).unbind(1) for v in plan.precompute(x)]  # T × (B, ·) each, sorted
+    # unbind, then slice rows: slicing (B, T, ·) per step would cost T full-size zero tensors in backward
     state = tuple(s.index_select(0, order) for s in state)
     done: list[tuple[Tensor, ...]] = []  # final states of rows that stopped, last rows first
     outputs: list[Tensor] = []
@@ -209,7 +210,7 @@ def _packed_loop(
                 state, rows = tuple(s[:n] for s in state), n
             if n == 0:
                 break
-            h, state = _unpack(plan.step(*[v[:n, t] for v in pre], *state))
+            h, state = _unpack(plan.step(*[v[t] if n == b else v[t][:n] for v in pre], *state))
             outputs.append(h if n == b else torch.cat([h, h.new_zeros(b - n, *h.shape[1:])]))
     done.append(state)
     final = tuple(torch.cat(parts) for parts in zip(*reversed(done), strict=True))
