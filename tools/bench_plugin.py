@@ -248,11 +248,53 @@ def bench_beam(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
-PARTS = {"kernel": bench_kernel, "train": bench_train, "beam": bench_beam}
+def bench_compile(args: argparse.Namespace) -> dict[str, Any]:
+    """A candidate not kept: ``torch.compile`` of the hoisted step graph instead of the oneDNN path."""
+    from seq2seq_rnn.cells.builtin import LSTMCell
+    from seq2seq_rnn.cells.hoist import _unpack
+    from seq2seq_rnn.cells.loop import masked_steps
+
+    b, t, h = 64, 30, args.cell_hidden
+    torch.manual_seed(0)
+    x = torch.randn(b, t, h, requires_grad=True)
+    builtin, plain = LSTMCell(h, h), PlainLSTMCell(h, h)
+    state = plain.initial_state(b, "cpu", torch.float32)
+    plain.forward_sequence(x, state)
+    plan = plain.__dict__["_hoisted_plan"]
+    step = torch.compile(plan.step, dynamic=False)
+
+    def compiled() -> None:
+        _mode(False)
+        steps = list(zip(*(v.unbind(1) for v in plan.precompute(x)), strict=True))
+        y, _ = masked_steps(lambda *a: _unpack(step(*a[:-1], *a[-1])), steps, state, None)
+        y.sum().backward()
+
+    start = time.perf_counter()
+    compiled()
+    out: dict[str, Any] = {"compile_first_call_seconds": time.perf_counter() - start}
+
+    def run(cell: Any, fast: bool) -> Callable[[], None]:
+        def go() -> None:
+            _mode(fast)
+            y, _ = cell.forward_sequence(x, state)
+            y.sum().backward()
+
+        return go
+
+    fns = {"builtin": run(builtin, True), "plain_before": run(plain, False), "plain_after": run(plain, True)}
+    fns["plain_compiled_step"] = compiled
+    _summarise(_rounds(fns, args.plugin_rounds), "builtin", out, "compile_fp32_")
+    _mode(True)
+    return out
+
+
+PARTS = {"kernel": bench_kernel, "train": bench_train, "beam": bench_beam, "compile": bench_compile}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--plugin-parts", default="kernel,train,beam", help="cells: " + ", ".join(PARTS))
+    parser.add_argument(
+        "--plugin-parts", default="kernel,train,beam", help="cells: " + ", ".join(PARTS) + " (compile: on request)"
+    )
     parser.add_argument("--plugin-rounds", type=int, default=7, help="cells: interleaved rounds per comparison")
     parser.add_argument("--plugin-sentences", type=int, default=256, help="cells: sentences for beam-5 decoding")
 
