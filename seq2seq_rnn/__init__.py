@@ -15,7 +15,7 @@ from seq2seq_rnn.errors import CheckpointError, ConfigError, DataError, PluginEr
 
 if TYPE_CHECKING:
     from seq2seq_rnn.cells.base import RecurrentCell
-    from seq2seq_rnn.translator import Translator
+    from seq2seq_rnn.inference.translator import Translator
 
 __version__ = "0.1.0"
 __all__ = [
@@ -33,7 +33,7 @@ __all__ = [
     "register_cell",
 ]
 
-_LAZY = {"RecurrentCell": "seq2seq_rnn.cells.base", "Translator": "seq2seq_rnn.translator"}
+_LAZY = {"RecurrentCell": "seq2seq_rnn.cells.base", "Translator": "seq2seq_rnn.inference.translator"}
 
 
 def __getattr__(name: str) -> Any:

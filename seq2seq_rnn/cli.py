@@ -7,20 +7,26 @@ fix (Seq2SeqError) are printed without a traceback and exit with status 2.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
+import os
+import re
 import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from seq2seq_rnn.errors import CheckpointError, PluginError, Seq2SeqError, TrainingInterrupted, UsageError
+from seq2seq_rnn.errors import (
+    CheckpointError,
+    PluginExit,
+    Seq2SeqError,
+    TrainingInterrupted,
+    UsageError,
+)
 
 if TYPE_CHECKING:
-    from seq2seq_rnn.config import ModelConfig
-    from seq2seq_rnn.translator import Translator
+    from seq2seq_rnn.inference.translator import Translator
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -98,7 +104,36 @@ def _parser() -> argparse.ArgumentParser:
     average.add_argument("--output", type=Path, help="default: RUN_DIR/checkpoints/averaged.pt")
 
     sub.add_parser("list-cells", help="list the registered recurrent cells and where they come from")
+    _serve_parser(sub)
     return parser
+
+
+def _serve_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    serve = sub.add_parser("serve", help="serve runs over HTTP with Ray Serve (docs/serving.md)")
+    serve.add_argument("run_dirs", nargs="+", metavar="[NAME=]RUN_DIR", help="one model per run directory")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--replicas", type=positive_int, default=1, help="replicas, each holding every model")
+    serve.add_argument("--autoscale", metavar="MIN:MAX", help="autoscale between MIN and MAX replicas")
+    serve.add_argument("--max-batch-size", type=positive_int, default=16, help="sentences decoded together")
+    serve.add_argument(
+        "--batch-wait-ms", type=float, default=20.0, help="under load, wait for a batch to fill (default 20 ms)"
+    )
+    serve.add_argument("--beam-size", type=positive_int, help="default beam (default: each recipe's)")
+    serve.add_argument("--checkpoint", default="best", help="best, last, or a checkpoint path (default: best)")
+    serve.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    serve.add_argument("--quantize", default="none", choices=["none", "int8"], help="int8: dynamic int8 weights")
+    serve.add_argument("--cpus-per-replica", type=float, default=1.0)
+    serve.add_argument("--gpus-per-replica", type=float, default=0.0)
+    serve.add_argument("--address", help="an existing Ray cluster (default: RAY_ADDRESS or a private local one)")
+    serve.add_argument("--api-key-file", type=Path, help="require 'Authorization: Bearer <key in FILE>'")
+    serve.add_argument("--dashboard", action="store_true", help="start Ray's dashboard with a local cluster")
+    serve.add_argument("--max-body-bytes", type=positive_int, default=1_000_000)
+    serve.add_argument("--max-sentences", type=positive_int, default=64, help="sentences per request")
+    serve.add_argument("--max-chars", type=positive_int, default=1_000, help="characters per sentence")
+    serve.add_argument("--max-beam", type=positive_int, default=16)
+    serve.add_argument("--max-length", type=positive_int, default=256, help="largest max_length a request may ask")
+    serve.add_argument("--timeout-s", type=float, default=60.0, help="a request past it gets a 504")
 
 
 def _import_arg(parser: argparse.ArgumentParser) -> None:
@@ -146,8 +181,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from seq2seq_rnn.config import load_recipe
     from seq2seq_rnn.integrations import require_ray, uses_ray, with_scaling
     from seq2seq_rnn.model import check_model_config
-    from seq2seq_rnn.rundir import RunDir
-    from seq2seq_rnn.train import Trainer
+    from seq2seq_rnn.run.directory import RunDir
+    from seq2seq_rnn.training import Trainer
 
     recipe = load_recipe(args.recipe, args.overrides)
     if args.imports:  # the run directory remembers them: translate/evaluate/export import them too
@@ -175,7 +210,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _write_model_card(run_dir: Path, args: argparse.Namespace) -> None:
-    from seq2seq_rnn.modelcard import write_model_card
+    from seq2seq_rnn.run.modelcard import write_model_card
 
     command = ["train", str(args.recipe), *(a for o in args.overrides for a in ("--set", o))]
     command += ["--output-dir", str(run_dir)]
@@ -184,7 +219,7 @@ def _write_model_card(run_dir: Path, args: argparse.Namespace) -> None:
             command += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
     try:
         print(f"model card: {write_model_card(run_dir, command)}")
-    except (OSError, ValueError, KeyError, Seq2SeqError) as exc:  # the run itself is fine; say what is missing
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, Seq2SeqError) as exc:  # the run is fine
         print(f"warning: no model card written ({type(exc).__name__}: {exc})", file=sys.stderr)
 
 
@@ -203,7 +238,7 @@ def _members(args: argparse.Namespace) -> list[tuple[Path, str]]:
 
 
 def _translator(args: argparse.Namespace) -> Translator:
-    from seq2seq_rnn.translator import Translator
+    from seq2seq_rnn.inference.translator import Translator
 
     return Translator.load_ensemble(_members(args), args.device, args.quantize)
 
@@ -212,8 +247,8 @@ def _report(
     members: list[tuple[Path, str]], split: str, beam: int | None, device: str, as_json: bool, quantize: str = "none"
 ) -> None:
     """Score ``split``, print the scores, then record them (the caller holds the first run's lock)."""
-    from seq2seq_rnn.evaluate import evaluate_split
-    from seq2seq_rnn.translator import Translator
+    from seq2seq_rnn.evaluate import evaluate_split, record_evaluation
+    from seq2seq_rnn.inference.translator import Translator
 
     translator = Translator.load_ensemble(members, device, quantize)
     scores, _ = evaluate_split(translator, split, beam)
@@ -221,51 +256,7 @@ def _report(
     what = members[0][1] if len(members) == 1 else f"ensemble of {len(members)}"
     weights = "" if quantize == "none" else f", {quantize}"
     _print_scores(f"{split} ({what} checkpoint, beam {beam}{weights})", scores, as_json)
-    _record(members, split, {"split": split}, translator, beam, scores, quantize)
-
-
-def _record(
-    members: list[tuple[Path, str]],
-    what: str,
-    extra: dict[str, str],
-    translator: Translator,
-    beam: int,
-    scores: object,
-    quantize: str = "none",
-) -> None:
-    """Add printed scores to the first run's scores.json, keyed by what, checkpoint(s) and decoding."""
-    from seq2seq_rnn.errors import RunDirError
-    from seq2seq_rnn.evaluate import record_scores, scores_key
-
-    dec = translator.recipe.decode
-    decode: dict[str, object] = {
-        "beam": beam,
-        "length_penalty": dec.length_penalty,
-        "max_length": f"{dec.max_length_ratio}x+{dec.max_length_offset}",
-    }
-    if quantize != "none":
-        decode["weights"] = quantize
-    if len(members) == 1:
-        checkpoint, key_checkpoint = members[0][1], members[0][1]
-    else:
-        checkpoint = f"ensemble of {len(members)}"
-        key_checkpoint = "ensemble " + " + ".join(f"{r}:{c}" for r, c in members)
-    provenance = {
-        **extra,
-        "checkpoint": checkpoint,
-        "members": [{"run": str(r), "checkpoint": c} for r, c in members],
-        "beam_size": beam,
-        "length_penalty": dec.length_penalty,
-        "max_length_ratio": dec.max_length_ratio,
-        "max_length_offset": dec.max_length_offset,
-        "quantize": quantize,
-    }
-    try:
-        record_scores(members[0][0], scores_key(what, key_checkpoint, decode), scores, provenance)  # type: ignore[arg-type]
-    except OSError as exc:
-        raise RunDirError(
-            f"the scores printed above were not recorded in {members[0][0] / 'scores.json'}: {exc}"
-        ) from None
+    record_evaluation(members, split, {"split": split}, translator.recipe.decode, beam, scores, quantize)
 
 
 def _print_scores(title: str, scores: object, as_json: bool) -> None:
@@ -284,6 +275,13 @@ def _translate_with_ray(args: argparse.Namespace) -> int:
         raise UsageError("--ray decodes with one model and writes no attention plots")
     if args.actors < 1:
         raise UsageError(f"--actors must be at least 1, got {args.actors}")
+    blocker = next((p for p in (args.output, *args.output.parents) if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        what = "is a file" if blocker == args.output else f"lies under {blocker}, which is a file"
+        raise UsageError(
+            f"--output {args.output} {what}; --ray writes one file per input into a folder: give a new or "
+            "existing folder, e.g. --output translations"
+        )
     require_ray("translate --ray")
     from seq2seq_rnn.integrations.ray import translate_files
 
@@ -310,8 +308,10 @@ def cmd_translate(args: argparse.Namespace) -> int:
         if not args.ray:
             raise UsageError("--input/--output go with --ray (without it, translate reads stdin)")
         return _translate_with_ray(args)
+    from seq2seq_rnn.cells.failure import naming_plugin_cells
+
     translator = _translator(args)
-    with _naming_plugin_cells(translator.recipe.model, "while translating"):
+    with naming_plugin_cells(translator.recipe.model, "while translating"):
         return _translate_stdin(translator, args)
 
 
@@ -330,23 +330,6 @@ def _translate_stdin(translator: Translator, args: argparse.Namespace) -> int:
         sys.stdout.write("".join(out.replace("\n", " ") + "\n" for out in outs))
         sys.stdout.flush()  # batch by batch, in input order: an interrupted run keeps what it translated
     return 0
-
-
-@contextlib.contextmanager
-def _naming_plugin_cells(model: ModelConfig, when: str) -> Iterator[None]:
-    """A plugin cell that fails while decoding becomes a PluginError naming the cell, where it
-    comes from and the shapes of the failing call; a failure of ours keeps its traceback."""
-    try:
-        yield
-    except (Seq2SeqError, KeyboardInterrupt):
-        raise
-    except Exception as exc:
-        from seq2seq_rnn.cells.failure import failed_cell  # torch: imported only when something failed
-
-        found = failed_cell(exc, model)
-        if found is None or not found.is_plugin:
-            raise
-        raise PluginError(f"{found.describe(when, exc)}\n  fix or replace the cell; the run is unchanged") from exc
 
 
 def _chunks(lines: Iterator[str], size: int) -> Iterator[list[str]]:
@@ -381,15 +364,16 @@ def _translate_with_plots(translator: Translator, lines: list[str], args: argpar
 
 def cmd_plot(args: argparse.Namespace) -> int:
     from seq2seq_rnn.plot import plot_runs
+    from seq2seq_rnn.run.directory import RunDir
 
-    output = args.output or args.run_dirs[0] / "plots"
+    output = args.output or RunDir(args.run_dirs[0]).plots
     for path in plot_runs(args.run_dirs, output):
         print(path)
     return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from seq2seq_rnn.export import export
+    from seq2seq_rnn.export.exporter import export
 
     output = args.output or args.run_dir / f"export-{args.format}"
     export(args.run_dir, output, args.format, args.checkpoint, args.quantize)
@@ -398,15 +382,16 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from seq2seq_rnn.evaluate import evaluate_files
-    from seq2seq_rnn.rundir import RunDir
+    from seq2seq_rnn.cells.failure import naming_plugin_cells
+    from seq2seq_rnn.evaluate import evaluate_files, record_evaluation
+    from seq2seq_rnn.run.directory import RunDir
 
     if (args.src is None) != (args.ref is None):
         raise UsageError("--src and --ref go together")
     run = RunDir(args.run_dirs[0])
     with (
         run.lock("evaluate"),  # it records into RUN_DIR/scores.json: taken before decoding, to fail at once
-        _naming_plugin_cells(run.load_recipe().model, "while evaluating"),
+        naming_plugin_cells(run.load_recipe().model, "while evaluating"),
     ):
         if args.src is None:
             split = args.split or run.load_recipe().evaluate.split
@@ -418,13 +403,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         src, ref = str(args.src.resolve()), str(args.ref.resolve())
         beam = args.beam_size or translator.recipe.decode.beam_size
         extra = {"source": src, "reference": ref}
-        _record(_members(args), f"{src} -> {ref}", extra, translator, beam, scores, args.quantize)
+        record_evaluation(
+            _members(args), f"{src} -> {ref}", extra, translator.recipe.decode, beam, scores, args.quantize
+        )
     return 0
 
 
 def cmd_average(args: argparse.Namespace) -> int:
-    from seq2seq_rnn.ensemble import average_checkpoints
-    from seq2seq_rnn.rundir import RunDir
+    from seq2seq_rnn.inference.ensemble import average_checkpoints
+    from seq2seq_rnn.run.directory import RunDir
 
     run = RunDir(args.run_dir)
     if (args.checkpoints is None) == (args.last is None):
@@ -436,7 +423,7 @@ def cmd_average(args: argparse.Namespace) -> int:
                 f"{run.checkpoints} keeps {len(paths)} step checkpoints, fewer than --last {args.last} "
                 "(train with train.keep_checkpoints >= N)"
             )
-        output = average_checkpoints(paths, args.output or run.checkpoints / "averaged.pt")
+        output = average_checkpoints(paths, args.output or run.averaged)
     print(f"averaged {len(paths)} checkpoints into {output}; use it with --checkpoint {output}")
     return 0
 
@@ -472,6 +459,12 @@ def cmd_tune(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from seq2seq_rnn.integrations.serving import run_serve
+
+    return run_serve(args)
+
+
 COMMANDS = {
     "train": cmd_train,
     "tune": cmd_tune,
@@ -481,12 +474,16 @@ COMMANDS = {
     "list-cells": cmd_list_cells,
     "plot": cmd_plot,
     "export": cmd_export,
+    "serve": cmd_serve,
 }
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S", stream=sys.stderr)
+    if sys.stdout is None:  # started with stdout closed (``>&-``): Python leaves sys.stdout unset
+        print("error: standard output is closed; redirect it instead (e.g. > out.txt or > /dev/null)", file=sys.stderr)
+        return 2
     try:
         if getattr(args, "imports", None):
             from seq2seq_rnn.registry import import_modules
@@ -501,8 +498,51 @@ def main(argv: list[str] | None = None) -> int:
         print(f"interrupted: {exc}", file=sys.stderr)
         return 130
     except Seq2SeqError as exc:
+        print(f"error: {_printable(str(exc))}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # the reader went away (``translate … | head -1``): what it read was whole lines
+        _discard_stdout()
+        return 0
+    except PluginExit as exc:  # plugin code exited where no component could be named
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except SystemExit as exc:  # none of our commands exits: plugin or user code did (argparse ran above)
+        print(f"error: {_foreign_exit(exc, args.command)}", file=sys.stderr)
+        return 2
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def _printable(message: str) -> str:
+    """``message`` with control characters written as escapes: a value echoed in an error (a file name,
+    a recipe key) must not move the cursor, clear the screen or retitle the terminal."""
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], message)
+
+
+def _discard_stdout() -> None:
+    """Point fd 1 at /dev/null, so that the interpreter's last flush of stdout fails no more."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
+def _foreign_exit(exc: SystemExit, command: str) -> str:
+    """Where a ``SystemExit`` raised inside a command came from: the innermost frame outside this package."""
+    from seq2seq_rnn.errors import describe_exit
+
+    package = str(Path(__file__).resolve().parent)
+    where = "code outside seq2seq_rnn"
+    tb = exc.__traceback__
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        if not str(Path(code.co_filename).resolve()).startswith(package):
+            where = f"{code.co_filename}:{tb.tb_lineno} (in {code.co_name})"
+        tb = tb.tb_next
+    return (
+        f"{where} raised {describe_exit(exc)} during `seq2seq-rnn {command}`; "
+        "plugin code must raise an exception, not exit the process"
+    )
 
 
 if __name__ == "__main__":

@@ -17,6 +17,11 @@ CELLS = Registry(
         "rnn": "seq2seq_rnn.cells.builtin:TanhRNNCell",
         "lstm": "seq2seq_rnn.cells.builtin:LSTMCell",
         "gru": "seq2seq_rnn.cells.builtin:GRUCell",
+        # cells whose matrix products depend on the input only: they train in parallel over time
+        "mingru": "seq2seq_rnn.cells.parallel:MinGRUCell",
+        "minlstm": "seq2seq_rnn.cells.parallel:MinLSTMCell",
+        "sru": "seq2seq_rnn.cells.parallel:SRUCell",
+        "ssru": "seq2seq_rnn.cells.parallel:SSRUCell",
     },
     validator="seq2seq_rnn.cells.base:validate_cell_class",  # by path: the cell contract lives with torch code
 )

@@ -42,3 +42,17 @@ class TrainingInterrupted(TrainingError):
 
 class RunDirError(Seq2SeqError):
     """A folder is not a run directory of ours, holds no run, cannot be written, or another process is writing it."""
+
+
+class PluginExit(RuntimeError):
+    """Plugin code raised ``SystemExit`` while running (``sys.exit()`` in a cell's ``forward``, say).
+
+    Deliberately not a :class:`Seq2SeqError`: it travels like any failure of plugin code, so
+    training writes its last good state and the error names the cell and where it came from
+    (see ``cells/failure.py``), instead of the process ending silently with the plugin's code.
+    """
+
+
+def describe_exit(exc: SystemExit) -> str:
+    """``SystemExit(3)``, ``SystemExit()``: how a plugin's exit is named in messages."""
+    return f"SystemExit({exc.code!r})" if exc.code is not None else "SystemExit()"

@@ -8,11 +8,13 @@ import os
 from pathlib import Path
 from typing import Any
 
-from seq2seq_rnn.checkpoint import write_text_atomic
+from seq2seq_rnn.config import DecodeConfig
 from seq2seq_rnn.data.corpus import load_split, read_lines
-from seq2seq_rnn.errors import DataError
+from seq2seq_rnn.errors import DataError, RunDirError
+from seq2seq_rnn.inference.translator import Translator
 from seq2seq_rnn.metrics import Scores, score
-from seq2seq_rnn.translator import Translator
+from seq2seq_rnn.run.checkpoint import write_text_atomic
+from seq2seq_rnn.run.directory import RunDir
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +35,9 @@ def evaluate_files(
         raise DataError(f"{src} is given as both --src and --ref; the references must be another file")
     if len(sources) != len(refs):
         raise DataError(f"{src} has {len(sources)} lines but {ref} has {len(refs)}; they must be parallel")
+    if not any(line.strip() for line in sources) or not any(line.strip() for line in refs):
+        empty = " and ".join(str(p) for p, lines in ((src, sources), (ref, refs)) if not any(x.strip() for x in lines))
+        raise DataError(f"nothing to score: {empty} hold{'s' * (' and ' not in empty)} no sentences")
     return _score(translator, sources, refs, beam_size)
 
 
@@ -64,7 +69,7 @@ def record_scores(run_dir: Path, key: str, scores: Scores, provenance: dict[str,
     The caller holds the run's writer lock. A file that is not a JSON object (damaged
     by hand or by another tool) is kept aside as ``scores.json.corrupt``, never dropped.
     """
-    path = Path(run_dir) / "scores.json"
+    path = RunDir(Path(run_dir)).scores
     table: dict[str, Any] = {}
     if path.is_file():
         try:
@@ -80,3 +85,45 @@ def record_scores(run_dir: Path, key: str, scores: Scores, provenance: dict[str,
     table[key] = {**scores.as_dict(), **provenance}
     write_text_atomic(path, json.dumps(table, indent=2) + "\n")
     return path
+
+
+def record_evaluation(
+    members: list[tuple[Path, str]],
+    what: str,
+    extra: dict[str, str],
+    dec: DecodeConfig,
+    beam: int,
+    scores: Scores,
+    quantize: str = "none",
+) -> None:
+    """Record ``scores`` in the first member's scores.json with their provenance: what was scored,
+    with which checkpoint(s) (``members``: (run directory, checkpoint) pairs), decoding and weights.
+    The caller holds the first run's writer lock."""
+    decode: dict[str, object] = {
+        "beam": beam,
+        "length_penalty": dec.length_penalty,
+        "max_length": f"{dec.max_length_ratio}x+{dec.max_length_offset}",
+    }
+    if quantize != "none":
+        decode["weights"] = quantize
+    if len(members) == 1:
+        checkpoint, key_checkpoint = members[0][1], members[0][1]
+    else:
+        checkpoint = f"ensemble of {len(members)}"
+        key_checkpoint = "ensemble " + " + ".join(f"{r}:{c}" for r, c in members)
+    provenance = {
+        **extra,
+        "checkpoint": checkpoint,
+        "members": [{"run": str(r), "checkpoint": c} for r, c in members],
+        "beam_size": beam,
+        "length_penalty": dec.length_penalty,
+        "max_length_ratio": dec.max_length_ratio,
+        "max_length_offset": dec.max_length_offset,
+        "quantize": quantize,
+    }
+    try:
+        record_scores(members[0][0], scores_key(what, key_checkpoint, decode), scores, provenance)
+    except OSError as exc:
+        raise RunDirError(
+            f"the scores printed above were not recorded in {RunDir(members[0][0]).scores}: {exc}"
+        ) from None

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TextIO
 
 from seq2seq_rnn.errors import Seq2SeqError
-from seq2seq_rnn.translator import Translator
+from seq2seq_rnn.inference.translator import Translator
 
 HELP = """commands:
   :beam N    beam size (1 = greedy)

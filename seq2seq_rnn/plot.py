@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from seq2seq_rnn.errors import CheckpointError, ConfigError
-from seq2seq_rnn.rundir import RunDir, check_output_folder
+from seq2seq_rnn.errors import ConfigError
+from seq2seq_rnn.run.directory import RunDir, check_output_folder
 
 # (file name, y label, [(metrics key, legend suffix)]) of each curve picture
 CURVES: list[tuple[str, str, list[tuple[str, str]]]] = [
@@ -47,14 +47,6 @@ def pyplot() -> Any:
     return plt
 
 
-def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
-    """The JSON objects of RUN_DIR/metrics.jsonl, in order (a cut-off last line is skipped)."""
-    run = RunDir(Path(run_dir))
-    if not run.metrics.is_file():
-        raise CheckpointError(f"{run_dir}: no metrics.jsonl (is it a run directory that has trained?)")
-    return run.read_metrics()
-
-
 def series(rows: list[dict[str, Any]], key: str) -> tuple[list[int], list[float]]:
     """(steps, values) of every row that has ``key``; the last value wins on a repeated step."""
     points = {int(r["step"]): float(r[key]) for r in rows if key in r and r[key] is not None and "step" in r}
@@ -73,7 +65,10 @@ def plot_runs(run_dirs: Sequence[Path], output: Path) -> list[Path]:
     output = Path(output)
     check_output_folder(output, lambda name: name in PLOT_NAMES, "plot")
     plt = pyplot()
-    runs = [(label, read_metrics(r)) for label, r in zip(run_labels(run_dirs), run_dirs, strict=True)]
+    runs = [
+        (label, RunDir(Path(r)).read_metrics(required=True))
+        for label, r in zip(run_labels(run_dirs), run_dirs, strict=True)
+    ]
     output.mkdir(parents=True, exist_ok=True)
     written = []
     for name, ylabel, keys in CURVES:

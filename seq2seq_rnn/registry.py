@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from seq2seq_rnn.errors import ConfigError, PluginError
+from seq2seq_rnn.errors import ConfigError, PluginError, describe_exit
 
 BUILTIN = "built-in"
 DISABLE_ENV = "SEQ2SEQ_RNN_DISABLE_PLUGINS"
@@ -73,6 +73,10 @@ def import_modules(specs: Iterable[str], source: str) -> None:
                 importlib.import_module(spec)
         except Exception as exc:  # the user's code: any failure, reported with where it came from
             raise PluginError(f"{source}: cannot import {spec!r}: {type(exc).__name__}: {exc}") from exc
+        except SystemExit as exc:  # sys.exit() at import: reported, never a silent exit with its code
+            raise PluginError(
+                f"{source}: importing {spec!r} raised {describe_exit(exc)}; a plugin must raise an exception, not exit"
+            ) from None
 
 
 def _import_file(path: Path) -> None:
@@ -252,6 +256,11 @@ class Registry:
                 f"{self.kind} {name!r} from {entry.origin} could not be loaded from "
                 f"{entry.target!r}: {type(exc).__name__}: {exc}"
             ) from exc
+        except SystemExit as exc:
+            raise PluginError(
+                f"{self.kind} {name!r} from {entry.origin}: importing {entry.target!r} raised {describe_exit(exc)}; "
+                f"a plugin must raise an exception, not exit (skip it with {DISABLE_ENV}=<distribution>)"
+            ) from None
         if entry.origin != BUILTIN:
             self._validate(name, obj, entry.origin)
         self._loaded[name] = obj

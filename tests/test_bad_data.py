@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from seq2seq_rnn.checkpoint import load_checkpoint
 from seq2seq_rnn.cli import main
 from seq2seq_rnn.config import load_recipe
-from seq2seq_rnn.train import Hooks, Trainer
+from seq2seq_rnn.run.checkpoint import load_checkpoint
+from seq2seq_rnn.training import Callback, Hooks, Trainer
 from tests.helpers import TINY, small_overrides
 
 N = 60
@@ -174,26 +174,35 @@ class PoisonCalls(torch.nn.Module):
         return logits * float("nan") if self.poisoned is None or self.calls in self.poisoned else logits
 
 
-def nan_trainer(tmp_path: Path, poisoned: set[int] | None, **changes: object) -> Trainer:
+def nan_trainer(
+    tmp_path: Path, poisoned: set[int] | None, callbacks: tuple[Callback, ...] = (), **changes: object
+) -> Trainer:
     recipe = load_recipe(
         TINY, small_overrides(train__max_steps=8, train__validate_every=4, train__log_every=4, **changes)[1::2]
     )
-    return Trainer(recipe, tmp_path / "run", hooks=Hooks(wrap_model=lambda m: PoisonCalls(m, poisoned)))
+    hooks = Hooks(wrap_model=lambda m: PoisonCalls(m, poisoned))
+    return Trainer(recipe, tmp_path / "run", hooks=hooks, callbacks=callbacks)
+
+
+class WeightsUnchanged(Callback):
+    """Records, per step, whether the update left every weight as it was."""
+
+    def __init__(self) -> None:
+        self.before: dict[str, torch.Tensor] = {}
+        self.unchanged: list[bool] = []
+
+    def on_step_begin(self, trainer: Trainer) -> None:
+        self.before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+
+    def on_step_end(self, trainer: Trainer, loss: float, tokens: int) -> None:
+        after = trainer.model.state_dict()
+        self.unchanged.append(all(torch.equal(self.before[k], after[k]) for k in self.before))
 
 
 def test_a_nonfinite_step_is_skipped_and_counted_without_touching_the_weights(tmp_path, caplog):
-    trainer = nan_trainer(tmp_path, {3, 6})
-    step = trainer._train_step
-    unchanged = []
-
-    def checked_step(batch):
-        before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
-        out = step(batch)
-        after = trainer.model.state_dict()
-        unchanged.append(all(torch.equal(before[k], after[k]) for k in before))
-        return out
-
-    trainer._train_step = checked_step
+    checked = WeightsUnchanged()
+    trainer = nan_trainer(tmp_path, {3, 6}, callbacks=(checked,))
+    unchanged = checked.unchanged
     with caplog.at_level(logging.WARNING, logger="seq2seq_rnn"):
         trainer.fit()
     assert trainer.progress.step == 8 and trainer.progress.nonfinite_steps == 2

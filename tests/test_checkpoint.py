@@ -13,9 +13,9 @@ import torch
 import yaml
 
 from seq2seq_rnn import Translator
-from seq2seq_rnn.checkpoint import FORMAT_VERSION, load_checkpoint, remove_stale_temporaries, save_checkpoint
 from seq2seq_rnn.cli import main
 from seq2seq_rnn.errors import CheckpointError
+from seq2seq_rnn.run.checkpoint import FORMAT_VERSION, load_checkpoint, remove_stale_temporaries, save_checkpoint
 
 
 @pytest.fixture

@@ -127,7 +127,7 @@ def test_translator_api_and_beam_equals_greedy(learned_run: Path) -> None:
     # translate_nbest with beam 1 and nbest 1 takes the greedy path; force the beam path:
     from seq2seq_rnn.data.batching import collate
     from seq2seq_rnn.data.tokenizer import BOS_ID, EOS_ID
-    from seq2seq_rnn.search import beam_search, greedy_search, max_lengths
+    from seq2seq_rnn.inference.search import beam_search, greedy_search, max_lengths
 
     ids = translator.tokenizer.encode_source(src)
     batch = collate(ids)

@@ -6,11 +6,11 @@ import pytest
 import torch
 
 from seq2seq_rnn.config import ModelConfig
-from seq2seq_rnn.ensemble import Ensemble, average_state_dicts
 from seq2seq_rnn.errors import CheckpointError
+from seq2seq_rnn.inference.ensemble import Ensemble, average_state_dicts
+from seq2seq_rnn.inference.search import beam_search, greedy_search, max_lengths
+from seq2seq_rnn.inference.translator import Translator
 from seq2seq_rnn.model import Seq2Seq
-from seq2seq_rnn.search import beam_search, greedy_search, max_lengths
-from seq2seq_rnn.translator import Translator
 from tests.helpers import run_cli
 
 CFG = ModelConfig.model_validate(
@@ -75,8 +75,8 @@ def test_ensemble_averages_probabilities() -> None:
 
 @pytest.mark.slow  # trains its own run with kept checkpoints (~20 s on 2 cores)
 def test_cli_keeps_averages_and_ensembles_checkpoints(tmp_path, capsys) -> None:
-    from seq2seq_rnn.checkpoint import load_checkpoint
     from seq2seq_rnn.cli import main
+    from seq2seq_rnn.run.checkpoint import load_checkpoint
 
     run = tmp_path / "run"
     small = [

@@ -13,10 +13,10 @@ import pytest
 import sentencepiece
 import torch
 
-from seq2seq_rnn.checkpoint import load_checkpoint, save_checkpoint
 from seq2seq_rnn.cli import main
 from seq2seq_rnn.data.corpus import load_split
-from seq2seq_rnn.translator import Translator
+from seq2seq_rnn.inference.translator import Translator
+from seq2seq_rnn.run.checkpoint import load_checkpoint, save_checkpoint
 from tests.helpers import TINY, cli_env, run_cli, small_overrides, user_cell_source
 
 ROOT = Path(__file__).resolve().parents[1]

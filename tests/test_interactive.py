@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from seq2seq_rnn.inference.translator import Translator
 from seq2seq_rnn.interactive import Settings, command
-from seq2seq_rnn.translator import Translator
 from tests.helpers import ROOT, cli_env, run_cli
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="needs a pseudo-terminal")

@@ -22,9 +22,9 @@ from typing import Any
 import pytest
 import torch
 
-from seq2seq_rnn.checkpoint import load_checkpoint
 from seq2seq_rnn.cli import main
-from seq2seq_rnn.rundir import RunDir
+from seq2seq_rnn.run.checkpoint import load_checkpoint
+from seq2seq_rnn.run.directory import RunDir
 from tests.helpers import ROOT, TINY, cli_env, run_cli, small_overrides
 
 # Many small checkpoints (every 2 steps) so that kills often land in or near a checkpoint write.

@@ -80,6 +80,6 @@ def test_no_module_imports_a_higher_layer() -> None:
 def test_the_check_catches_an_upward_import(tmp_path) -> None:
     layers = layer_order()
     probe = tmp_path / "probe.py"
-    probe.write_text("def f():\n    from seq2seq_rnn.train import Trainer\n", encoding="utf-8")
+    probe.write_text("def f():\n    from seq2seq_rnn.training import Trainer\n", encoding="utf-8")
     ((line, target),) = imported(probe)
     assert line == 2 and layer_of(target, layers) > layer_of("config", layers)

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from seq2seq_rnn.cli import main
-from seq2seq_rnn.modelcard import write_model_card
-from seq2seq_rnn.translator import Translator
+from seq2seq_rnn.inference.translator import Translator
+from seq2seq_rnn.run.modelcard import write_model_card
 
 
 def test_train_writes_a_model_card(tiny_run: Path) -> None:

@@ -21,14 +21,14 @@ from torch import Tensor
 
 from seq2seq_rnn import Translator
 from seq2seq_rnn.cells.base import RecurrentCell, State
-from seq2seq_rnn.checkpoint import load_checkpoint, save_checkpoint
 from seq2seq_rnn.cli import main
 from seq2seq_rnn.components import CELLS
 from seq2seq_rnn.config import load_recipe
 from seq2seq_rnn.data.tokenizer import SubwordTokenizer
 from seq2seq_rnn.errors import CheckpointError, PluginError, TrainingInterrupted
 from seq2seq_rnn.metrics import Scores
-from seq2seq_rnn.train import Trainer
+from seq2seq_rnn.run.checkpoint import load_checkpoint, save_checkpoint
+from seq2seq_rnn.training import Callback, Trainer, Validator
 from tests.helpers import ROOT, TINY, cli_env, small_overrides
 
 SETTINGS = small_overrides(train__max_steps=4, train__validate_every=2, train__log_every=1)
@@ -78,7 +78,7 @@ def test_non_finite_weights_are_refused_on_load(tiny_run, tmp_path):
 def test_a_validation_with_non_finite_loss_is_never_recorded_as_best(tmp_path, monkeypatch):
     recipe = load_recipe(TINY, SETTINGS[1::2])
     nan_scores = Scores(bleu=50.0, chrf=50.0, bleu_signature="", chrf_signature="", n=1)
-    monkeypatch.setattr(Trainer, "validation_scores", lambda self, beam_size=None: (float("nan"), nan_scores))
+    monkeypatch.setattr(Validator, "scores", lambda self, beam_size=None: (float("nan"), nan_scores))
     Trainer(recipe, tmp_path / "run").fit()
     assert not (tmp_path / "run" / "checkpoints" / "best.pt").exists()
     assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["progress"]["best_bleu"] == -1.0
@@ -181,16 +181,14 @@ def test_a_plugin_cell_failing_at_run_time_is_named_after_a_checkpoint_of_the_la
         recipe = load_recipe(
             TINY, [*SETTINGS[1::2], "model.encoder.cell=flaky_test_cell", "train.max_steps=8", "train.validate_every=8"]
         )
-        step = Trainer._train_step
 
-        def fail_at_step_3(self, batch):  # type: ignore[no-untyped-def]
-            FlakyCell.FAIL[0] = self.progress.step == 2
-            return step(self, batch)
+        class FailAtStep3(Callback):
+            def on_step_begin(self, trainer: Trainer) -> None:
+                FlakyCell.FAIL[0] = trainer.progress.step == 2
 
-        monkeypatch.setattr(Trainer, "_train_step", fail_at_step_3)
         run = tmp_path / "run"
         with pytest.raises(PluginError) as caught:
-            Trainer(recipe, run).fit()
+            Trainer(recipe, run, callbacks=[FailAtStep3()]).fit()
     finally:
         FlakyCell.FAIL[0] = False
         CELLS.unregister("flaky_test_cell")
@@ -203,12 +201,20 @@ def test_a_plugin_cell_failing_at_run_time_is_named_after_a_checkpoint_of_the_la
 
 def test_sigterm_during_validation_stops_it_and_resume_validates_first(tmp_path, monkeypatch):
     recipe = load_recipe(TINY, SETTINGS[1::2])
-    validate = Trainer.validation_scores
+    validate = Validator.scores
     calls: list[int] = []
     finished: list[bool] = []
+    at_step = [0]
+
+    class StepTracker(Callback):  # the step each validation happens at
+        def on_train_begin(self, trainer: Trainer) -> None:
+            at_step[0] = trainer.progress.step
+
+        def on_step_end(self, trainer: Trainer, loss: float, tokens: int) -> None:
+            at_step[0] = trainer.progress.step
 
     def slow_validation(self, beam_size=None):  # type: ignore[no-untyped-def]
-        calls.append(self.progress.step)
+        calls.append(at_step[0])
         if len(calls) == 1:
             os.kill(os.getpid(), signal.SIGTERM)
             for _ in range(1500):  # a long validation: 15 s unless stopped
@@ -216,14 +222,14 @@ def test_sigterm_during_validation_stops_it_and_resume_validates_first(tmp_path,
             finished.append(True)
         return validate(self, beam_size)
 
-    monkeypatch.setattr(Trainer, "validation_scores", slow_validation)
+    monkeypatch.setattr(Validator, "scores", slow_validation)
     run = tmp_path / "run"
     with pytest.raises(TrainingInterrupted):
-        Trainer(recipe, run).fit()
+        Trainer(recipe, run, callbacks=[StepTracker()]).fit()
     assert not finished, "the validation ran to its end after SIGTERM"
     state = load_checkpoint(run / "checkpoints" / "last.pt")
     assert state["progress"]["step"] == 2 and state["progress"]["validation_due"]
-    Trainer(recipe, run, resume=True).fit()
+    Trainer(recipe, run, resume=True, callbacks=[StepTracker()]).fit()
     assert calls == [2, 2, 4]  # the stopped validation is done on resume, then training goes on
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows if "val_bleu" in r] == [2, 4]

@@ -14,8 +14,8 @@ from seq2seq_rnn.cli import main
 from seq2seq_rnn.data.batching import collate
 from seq2seq_rnn.data.tokenizer import BOS_ID, EOS_ID
 from seq2seq_rnn.errors import ConfigError
-from seq2seq_rnn.search import beam_search, greedy_search, max_lengths
-from seq2seq_rnn.translator import Translator
+from seq2seq_rnn.inference.search import beam_search, greedy_search, max_lengths
+from seq2seq_rnn.inference.translator import Translator
 
 pytest.importorskip("matplotlib")
 

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from seq2seq_rnn.progress import progress
+from seq2seq_rnn.progress_bar import progress
 
 
 class FakeTTY(io.StringIO):

@@ -15,9 +15,9 @@ from seq2seq_rnn.cells.base import RecurrentCell
 from seq2seq_rnn.config import ModelConfig
 from seq2seq_rnn.data.corpus import load_split
 from seq2seq_rnn.errors import ConfigError
+from seq2seq_rnn.inference.quantize import Int8GRUCell, Int8LSTMCell, apply_quantization, describe, quantize_int8
+from seq2seq_rnn.inference.translator import Translator
 from seq2seq_rnn.model import Seq2Seq
-from seq2seq_rnn.quantize import Int8GRUCell, Int8LSTMCell, apply_quantization, describe, quantize_int8
-from seq2seq_rnn.translator import Translator
 from tests.helpers import load_layernorm_cell, run_cli
 
 

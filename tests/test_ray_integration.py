@@ -32,7 +32,7 @@ SMALL = [  # tiny.yaml made smaller still: seconds per run on a shared 2-core CP
 
 def test_core_never_imports_ray() -> None:
     code = (
-        "import seq2seq_rnn, seq2seq_rnn.train, seq2seq_rnn.cli, seq2seq_rnn.integrations, sys; "
+        "import seq2seq_rnn, seq2seq_rnn.training, seq2seq_rnn.cli, seq2seq_rnn.integrations, sys; "
         "assert 'ray' not in sys.modules, 'ray imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
@@ -83,7 +83,7 @@ def test_two_workers_match_one_process_with_the_same_global_batch(ray_cluster, t
     import torch
 
     from seq2seq_rnn.integrations.ray import train_distributed
-    from seq2seq_rnn.train import Trainer
+    from seq2seq_rnn.training import Trainer
 
     torch.set_num_threads(1)
     steps = ["train.max_steps=30", "train.validate_every=15", "train.max_epochs=50"]
@@ -107,7 +107,7 @@ def test_two_workers_match_one_process_with_the_same_global_batch(ray_cluster, t
     assert json.loads((two / "data.json").read_text())["train_pairs"] == 600  # the model card's counts
     assert any((two / "tokenizer").glob("*.model"))
     from seq2seq_rnn.config import load_recipe
-    from seq2seq_rnn.translator import Translator
+    from seq2seq_rnn.inference.translator import Translator
 
     assert load_recipe(two / "recipe.yaml").scaling.workers == 2
     assert len(Translator.load(two, "best", "cpu").translate(["ein Hund läuft ."])) == 1
@@ -133,17 +133,16 @@ def _initial_val_loss(run: Path) -> float:
     import torch
 
     from seq2seq_rnn.config import load_recipe
-    from seq2seq_rnn.train import Trainer
+    from seq2seq_rnn.data.cache import cache_root
+    from seq2seq_rnn.run.directory import RunDir
+    from seq2seq_rnn.training import Hooks, Validator, build_model, prepare_data
 
-    trainer = Trainer(load_recipe(run / "recipe.yaml"), run, resume=False)
-    torch.manual_seed(trainer.recipe.seed)
-    trainer.device = torch.device("cpu")
-    trainer.data = trainer.prepare_data()
-    from seq2seq_rnn.model import Seq2Seq
-
-    tok = trainer.data.tokenizer
-    trainer.model = Seq2Seq.from_config(trainer.recipe.model, tok.source_vocab_size, tok.target_vocab_size)
-    loss, _ = trainer.validation_scores()
+    recipe = load_recipe(run / "recipe.yaml")
+    torch.manual_seed(recipe.seed)
+    device = torch.device("cpu")
+    data = prepare_data(recipe, RunDir(run), cache_root(None))
+    model = build_model(recipe, data.tokenizer, device)
+    loss, _ = Validator(recipe, model, data, device, Hooks()).scores()
     return loss
 
 
@@ -151,7 +150,7 @@ def _initial_val_loss(run: Path) -> float:
 @pytest.mark.slow
 def test_killed_worker_is_recovered_from_checkpoint(ray_cluster, tmp_path: Path, monkeypatch) -> None:
     from seq2seq_rnn.integrations.ray import train_distributed
-    from seq2seq_rnn.integrations.ray.worker import CRASH_AT_STEP_ENV, CRASH_MARKER_ENV
+    from tests.faults import CRASH_AT_STEP_ENV, CRASH_MARKER_ENV
 
     marker = tmp_path / "crashed"
     ray_cluster.shutdown()  # restart so that the workers inherit the fault-injection settings
@@ -162,7 +161,7 @@ def test_killed_worker_is_recovered_from_checkpoint(ray_cluster, tmp_path: Path,
     try:
         recipe = _recipe("train.max_steps=20", "train.validate_every=10", "train.batch_tokens=800",
                          "train.max_epochs=50", "scaling.max_failures=1")  # fmt: skip
-        metrics = train_distributed(recipe, tmp_path / "run", workers=2)
+        metrics = train_distributed(recipe, tmp_path / "run", workers=2, callbacks=["tests.faults:CrashOnce"])
     finally:
         ray_cluster.shutdown()
         shutil.rmtree(temp, ignore_errors=True)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from seq2seq_rnn.data.corpus import load_split
-from seq2seq_rnn.translator import Translator
+from seq2seq_rnn.inference.translator import Translator
 from tests.helpers import run_cli
 
 

@@ -238,7 +238,7 @@ def test_list_cells_shows_a_conflict(site: Path, monkeypatch: pytest.MonkeyPatch
 
 
 def test_a_conflict_fails_only_recipes_using_that_name(site: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import seq2seq_rnn.config as config
+    import seq2seq_rnn.config.schema as config
 
     install_dist(site, "acme-cells", "1.2.3", {CELLS.group: {"test_clash": "acme.cells:Cell"}})
     install_dist(site, "other-cells", "0.4", {CELLS.group: {"test_clash": "other.cells:Cell"}})

@@ -16,7 +16,7 @@ import torch
 
 from seq2seq_rnn.config import Recipe, load_recipe
 from seq2seq_rnn.errors import ConfigError, TrainingInterrupted
-from seq2seq_rnn.train import Trainer
+from seq2seq_rnn.training import Callback, Trainer
 from tests.helpers import TINY, small_overrides
 
 N = 20  # total steps; validate_every=5 divides N/2, so stopping at N/2 adds no extra validation
@@ -70,16 +70,13 @@ def test_stop_at_half_then_resume_with_larger_max_steps_is_bitwise_equal(tmp_pat
 def test_interrupted_mid_epoch_then_resumed_is_bitwise_equal(tmp_path, uninterrupted, monkeypatch):
     """A SIGINT between validations checkpoints mid-epoch (no validation); resume continues exactly."""
     run = tmp_path / "run"
-    trainer = Trainer(recipe(), run)
-    step = trainer._train_step
 
-    def step_then_signal(batch):  # what the SIGINT handler does, during the 9th step
-        out = step(batch)
-        if trainer.progress.step == 8:
-            trainer.stop(signal.SIGINT)
-        return out
+    class SignalDuringStep9(Callback):  # what the SIGINT handler does, during the 9th step
+        def on_step_begin(self, trainer: Trainer) -> None:
+            if trainer.progress.step == 8:
+                trainer.stop(signal.SIGINT)
 
-    monkeypatch.setattr(trainer, "_train_step", step_then_signal)
+    trainer = Trainer(recipe(), run, callbacks=[SignalDuringStep9()])
     with pytest.raises(TrainingInterrupted, match="--resume"):
         trainer.fit()
     saved = last(run)

@@ -14,9 +14,9 @@ import torch
 from seq2seq_rnn.cli import _members, main
 from seq2seq_rnn.config import load_recipe
 from seq2seq_rnn.errors import ConfigError, UsageError
-from seq2seq_rnn.rundir import RunDir
-from seq2seq_rnn.train import Trainer, load_scaler_state
-from seq2seq_rnn.translator import Translator
+from seq2seq_rnn.inference.translator import Translator
+from seq2seq_rnn.run.directory import RunDir
+from seq2seq_rnn.training import Trainer, load_scaler_state
 from tests.helpers import ROOT, TINY, small_overrides
 
 no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="checks a CPU-only host")
@@ -48,9 +48,9 @@ def test_resuming_with_fp16_a_run_trained_with_amp_none(tiny_run: Path, tmp_path
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run)
     trainer = Trainer(load_recipe(run / "recipe.yaml"), run, resume=True)
-    trainer.prepare()
-    trainer.scaler = torch.amp.GradScaler("cpu", enabled=True)
-    trainer._restore()  # raised "The source state dict is empty" before
+    parts = trainer.prepare()
+    parts.checkpoints.scaler = torch.amp.GradScaler("cpu", enabled=True)
+    parts.checkpoints.restore()  # raised "The source state dict is empty" before
     assert trainer.progress.step == 20
 
 

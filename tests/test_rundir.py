@@ -15,8 +15,8 @@ import pytest
 from seq2seq_rnn.cli import main
 from seq2seq_rnn.config import load_recipe
 from seq2seq_rnn.errors import RunDirError
-from seq2seq_rnn.rundir import LOCK_NAME, MARKER_NAME, RUN_FORMAT_VERSION, RunDir
-from seq2seq_rnn.train import Trainer
+from seq2seq_rnn.run.directory import LOCK_NAME, MARKER_NAME, RUN_FORMAT_VERSION, RunDir
+from seq2seq_rnn.training import Trainer
 from tests.helpers import ROOT, TINY, cli_env, small_overrides
 
 SETTINGS = small_overrides(train__max_steps=4, train__validate_every=2, train__log_every=1)
@@ -35,7 +35,7 @@ def hold_lock(run: Path, fork_child: bool = False) -> subprocess.Popen[str]:
     """Another process that holds ``run``'s writer lock until killed (optionally with a forked child
     that outlives it, as a data worker of a killed trainer may)."""
     code = (
-        "import os, sys, time; from pathlib import Path; from seq2seq_rnn.rundir import RunDir\n"
+        "import os, sys, time; from pathlib import Path; from seq2seq_rnn.run.directory import RunDir\n"
         "run = RunDir(Path(sys.argv[1])); run.claim(); held = run.lock('test holder'); held.__enter__()\n"
         "child = os.fork() if sys.argv[2] == '1' else -1\n"
         "if child == 0: time.sleep(60); os._exit(0)\n"
@@ -244,7 +244,8 @@ def test_a_beam_wider_than_the_vocabulary_is_refused(tiny_run, capsys):
 
 def test_a_large_valid_beam_decodes_in_smaller_batches(tiny_run, monkeypatch):
     """batch × beam stays under the cap: the sentence batch shrinks instead of the run dying."""
-    from seq2seq_rnn import Translator, decoding
+    from seq2seq_rnn import Translator
+    from seq2seq_rnn.inference import decoding
 
     translator = Translator.load(tiny_run, device="cpu")
     beam = 8

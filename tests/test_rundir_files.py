@@ -15,11 +15,10 @@ from seq2seq_rnn.config import load_recipe
 from seq2seq_rnn.data.corpus import read_lines
 from seq2seq_rnn.errors import CheckpointError
 from seq2seq_rnn.evaluate import evaluate_files
-from seq2seq_rnn.modelcard import model_card
-from seq2seq_rnn.plot import read_metrics as plot_metrics
-from seq2seq_rnn.rundir import RunDir, read_metrics
-from seq2seq_rnn.train import _truncate_metrics
-from seq2seq_rnn.translator import Translator
+from seq2seq_rnn.inference.translator import Translator
+from seq2seq_rnn.run.directory import RunDir, read_metrics
+from seq2seq_rnn.run.modelcard import model_card
+from seq2seq_rnn.training import truncate_metrics
 from tests.helpers import TINY
 
 ROWS = [{"step": 5, "loss": 3.0}, {"step": 10, "loss": 2.5, "val_bleu": 1.0}, {"step": 15, "loss": 2.0}]
@@ -45,7 +44,7 @@ def test_a_bad_line_in_the_middle_is_an_error_naming_it(tmp_path: Path) -> None:
 
 def test_resume_truncation_uses_the_same_reader(tmp_path: Path) -> None:
     path = write_metrics(tmp_path / "metrics.jsonl", '{"step": 20, "lo')
-    _truncate_metrics(path, 10)
+    truncate_metrics(path, 10)
     assert read_metrics(path) == ROWS[:2]
     assert path.read_text(encoding="utf-8").endswith("}\n")
 
@@ -56,7 +55,7 @@ def test_plot_and_model_card_read_a_run_whose_last_metrics_line_was_cut(tiny_run
     full = RunDir(run).read_metrics()
     with (run / "metrics.jsonl").open("a", encoding="utf-8") as f:
         f.write('{"step": 99, "loss": 1.')  # a kill mid-write
-    assert plot_metrics(run) == full
+    assert RunDir(run).read_metrics(required=True) == full
     card = model_card(run)  # raised JSONDecodeError before
     assert "## Training" in card and "step 99" not in card
 

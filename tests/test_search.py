@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from seq2seq_rnn.config import DecodeConfig, ModelConfig
-from seq2seq_rnn.decoding import decode_ids
+from seq2seq_rnn.inference.decoding import decode_ids
+from seq2seq_rnn.inference.search import beam_search, greedy_search, length_penalty, max_lengths, topk_rows
 from seq2seq_rnn.model import Seq2Seq
-from seq2seq_rnn.search import beam_search, greedy_search, length_penalty, max_lengths, topk_rows
-from seq2seq_rnn.search_reference import plain_beam_search, plain_greedy_search
+from tests.search_reference import plain_beam_search, plain_greedy_search
 
 BOS, EOS = 2, 3
 
@@ -210,6 +210,6 @@ def test_training_decodes_without_the_inference_facade() -> None:
     import subprocess
     import sys
 
-    code = "import sys, seq2seq_rnn.train; print('seq2seq_rnn.translator' in sys.modules)"
+    code = "import sys, seq2seq_rnn.training; print('seq2seq_rnn.inference.translator' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"

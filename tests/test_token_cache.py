@@ -17,7 +17,7 @@ from seq2seq_rnn.data import collate, load_split
 from seq2seq_rnn.data import corpus as corpus_module
 from seq2seq_rnn.data import tokens as tokens_module
 from seq2seq_rnn.data.tokenizer import SubwordTokenizer
-from seq2seq_rnn.train import Hooks, Trainer
+from seq2seq_rnn.training import Hooks, Trainer
 from tests.helpers import TINY, small_overrides
 
 
@@ -30,7 +30,7 @@ def forbid_reading_and_tokenizing(monkeypatch: pytest.MonkeyPatch) -> None:
     def fail(*_args: object, **_kwargs: object) -> None:
         pytest.fail("the corpus was read or tokenized again")
 
-    monkeypatch.setattr(tokens_module._Encoder, "__call__", fail)  # the only caller of encode on a split
+    monkeypatch.setattr(tokens_module._TokenizeRows, "__call__", fail)  # the only caller of encode on a split
     monkeypatch.setattr(SubwordTokenizer, "train", fail)
     monkeypatch.setattr(corpus_module, "_write_pairs", fail)
 
@@ -43,7 +43,7 @@ def test_resume_and_a_second_worker_reuse_the_token_cache(tmp_path, monkeypatch)
     forbid_reading_and_tokenizing(monkeypatch)
     resumed = Trainer(recipe(train__max_steps=6), run, resume=True, cache_dir=cache)
     resumed.fit()
-    assert resumed.progress.step == 6 and resumed.data.train.reused and resumed.data.val.reused
+    assert resumed.progress.step == 6 and resumed.data.train.reused and resumed.data.validation_ids.reused
     # rank 1 of 2 in a run directory holding the same tokenizer: opens the same files
     worker = Trainer(recipe(), tmp_path / "rank1", hooks=Hooks(rank=1, world_size=2), cache_dir=cache)
     (tmp_path / "rank1").mkdir()
@@ -72,7 +72,7 @@ def test_cached_ids_and_batches_equal_fresh_tokenization(tmp_path):
     # every planned batch respects the length filter and the token budget
     plan = trainer.sampler.plan(0)
     for i in range(len(plan)):
-        batch = trainer._load_batch(plan.batch(i))
+        batch = trainer.load_batch(plan.batch(i))
         assert batch.src.size(1) - 1 <= trainer.recipe.data.max_length
 
 
@@ -101,7 +101,7 @@ def test_each_rank_reads_only_its_own_disjoint_share(tmp_path):
         trainer.data.train.batch = lambda rows, batch_of=batch_of, read=read: read.extend(rows) or batch_of(rows)
         plan = trainer.sampler.plan(1)
         for i in range(len(plan)):
-            trainer._load_batch(plan.batch(i))
+            trainer.load_batch(plan.batch(i))
         rows_read.append(read)
         kept = trainer.data.train_rows
     assert len(rows_read[0]) == len(set(rows_read[0])) > 0

@@ -86,7 +86,7 @@ def bench_train(args: argparse.Namespace) -> dict[str, Any]:
 
     from seq2seq_rnn.config import load_recipe
     from seq2seq_rnn.model import Seq2Seq
-    from seq2seq_rnn.train import token_loss
+    from seq2seq_rnn.training import token_loss
 
     recipe = load_recipe(args.recipe)
     vocab = recipe.tokenizer.vocab_size
@@ -172,6 +172,187 @@ def bench_cells(args: argparse.Namespace) -> dict[str, Any]:
     for name, *_ in cells[1:]:
         out[f"{name}_over_builtin"] = out[f"{name}_seconds"] / out["builtin_lstm_seconds"]
     out.update(_bench_plugin().run_parts(args))  # issue 23: fp32/bf16, before/after, whole model, beam 5
+    out.update(bench_parallel_cells(args))
+    return out
+
+
+# ------------------------------------------------ parallel cells (issue 19)
+# Self-contained: called at the end of bench_cells (--only cells). Best run with --threads 1.
+PARALLEL_CELLS = ("mingru", "minlstm", "sru", "ssru")
+
+
+def _interleaved(fns: dict[str, Any], repeats: int, warmup: int = 1) -> dict[str, float]:
+    """Median seconds per call of each function, timed in rounds that visit every function once:
+    on a shared machine a change of load then hits all of them alike, not only the last."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: sorted(t)[len(t) // 2] for name, t in times.items()}
+
+
+def _scan_methods() -> dict[str, Any]:
+    """The alternatives to the sequential loop of seq2seq_rnn/cells/scan.py, kept here to back its choice."""
+    import torch
+
+    def assoc(a: Any, b: Any, h0: Any) -> Any:  # Hillis–Steele: log2(T) passes over (B, T, H)
+        k = 1
+        while k < a.size(1):
+            b = torch.cat([b[:, :k], torch.addcmul(b[:, k:], a[:, k:], b[:, :-k])], 1)
+            a = torch.cat([a[:, :k], a[:, k:] * a[:, :-k]], 1)
+            k *= 2
+        return torch.addcmul(b, a, h0.unsqueeze(1))
+
+    def log_space(a: Any, b: Any, h0: Any) -> Any:  # Heinsen (2023), signed b split in two
+        tiny = 1e-30
+        log_a = torch.cumsum(torch.log(a.clamp_min(tiny)), 1)
+        pos = torch.logcumsumexp(torch.log(b.clamp_min(tiny)) - log_a, 1)
+        neg = torch.logcumsumexp(torch.log((-b).clamp_min(tiny)) - log_a, 1)
+        return torch.exp(log_a + pos) - torch.exp(log_a + neg) + torch.exp(log_a) * h0.unsqueeze(1)
+
+    return {"associative": assoc, "log_space": log_space}
+
+
+def _bench_scans(args: argparse.Namespace, dev: Any) -> dict[str, Any]:
+    """Forward+backward of h_t = a_t h_{t-1} + b_t (B=64, H=cell_hidden) at T=30 and T=100, each method."""
+    import torch
+
+    from seq2seq_rnn.cells.scan import linear_recurrence
+
+    out: dict[str, Any] = {}
+    methods = {"loop": linear_recurrence, **_scan_methods()}
+    for steps in (30, 100):
+        k_a = torch.randn(64, steps, args.cell_hidden, device=dev, requires_grad=True)
+        b = torch.randn(64, steps, args.cell_hidden, device=dev, requires_grad=True)
+        h0 = torch.randn(64, args.cell_hidden, device=dev, requires_grad=True)
+        reference = linear_recurrence(torch.sigmoid(k_a.double()), b.double(), h0.double())
+        for name, scan in methods.items():
+
+            def run(scan: Any = scan, k_a: Any = k_a, b: Any = b, h0: Any = h0) -> None:
+                scan(torch.sigmoid(k_a), b, h0).sum().backward()
+
+            out[f"scan_{name}_T{steps}_seconds"] = _timeit(run, args.repeats)
+            got = scan(torch.sigmoid(k_a.double()), b.double(), h0.double())
+            out[f"scan_{name}_T{steps}_max_error_fp64"] = float((got - reference).detach().abs().max())
+        for name in methods:
+            if name != "loop":
+                out[f"scan_{name}_T{steps}_over_loop"] = (
+                    out[f"scan_{name}_T{steps}_seconds"] / out[f"scan_loop_T{steps}_seconds"]
+                )
+    return out
+
+
+def _bench_parallel_layers(args: argparse.Namespace, dev: Any) -> dict[str, Any]:
+    """One layer, B=64 T=30 I=H: each parallel cell's sequence path and its own step loop vs fused LSTM."""
+    import torch
+
+    from seq2seq_rnn.cells import build_cell
+    from seq2seq_rnn.cells.base import step_loop
+
+    b, t, h = 64, 30, args.cell_hidden
+    x = torch.randn(b, t, h, device=dev, requires_grad=True)
+    lengths = torch.full((b,), t)
+    fns: dict[str, Any] = {}
+    for name in ("lstm", *PARALLEL_CELLS):
+        cell = build_cell(name, h, h, {}, "bench").to(dev)
+        state = cell.initial_state(b, dev, x.dtype)
+        paths = {"parallel": cell.forward_sequence}
+        if name != "lstm":
+            paths["step"] = lambda x, s, n, c=cell: step_loop(c, x, s, n)
+        for path, fn in paths.items():
+
+            def run(fn: Any = fn, state: Any = state) -> None:
+                y, _ = fn(x, state, lengths)
+                y.sum().backward()
+
+            fns[f"{name}_{path}"] = run
+    seconds = _interleaved(fns, args.repeats)
+    out: dict[str, Any] = {"layer_builtin_lstm_fused_seconds": seconds.pop("lstm_parallel")}
+    out.update({f"layer_{key}_seconds": value for key, value in seconds.items()})
+    for name in PARALLEL_CELLS:
+        out[f"layer_{name}_step_over_parallel"] = seconds[f"{name}_step"] / seconds[f"{name}_parallel"]
+        out[f"layer_{name}_lstm_over_parallel"] = out["layer_builtin_lstm_fused_seconds"] / seconds[f"{name}_parallel"]
+    return out
+
+
+def _bench_parallel_models(args: argparse.Namespace, dev: Any) -> dict[str, Any]:
+    """Training tokens/s of the default recipe's model with each cell substituted (encoder and decoder),
+    and of the SSRU recipe's model (biLSTM encoder, SSRU decoder); and beam-5 decoding, LSTM vs SSRU decoder."""
+    import torch
+
+    from seq2seq_rnn.config import load_recipe
+    from seq2seq_rnn.data.tokenizer import BOS_ID, EOS_ID
+    from seq2seq_rnn.inference.search import beam_search, max_lengths
+    from seq2seq_rnn.model import Seq2Seq
+    from seq2seq_rnn.training import token_loss
+
+    recipe = load_recipe(args.recipe)
+    vocab = recipe.tokenizer.vocab_size
+    batch = _synthetic_batch(recipe.train.batch_tokens, vocab, dev)
+    variants = {name: (name, name) for name in ("lstm", *PARALLEL_CELLS)}
+    variants["lstm_encoder_ssru_decoder"] = ("lstm", "ssru")
+    out: dict[str, Any] = {"train_target_tokens": batch.ntokens}
+    models, steps = {}, {}
+    for label, (enc, dec) in variants.items():
+        model_cfg = recipe.model.model_copy(
+            update={
+                "encoder": recipe.model.encoder.model_copy(update={"cell": enc}),
+                "decoder": recipe.model.decoder.model_copy(update={"cell": dec, "input_feeding": False}),
+            }
+        )
+        torch.manual_seed(0)
+        model = Seq2Seq.from_config(model_cfg, vocab, vocab).to(dev).train()
+        opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+
+        def step(model: Any = model, opt: Any = opt) -> None:
+            logits = model(batch.src, batch.src_lengths, batch.tgt_in)
+            loss, n = token_loss(logits, batch.tgt_out, 0.1)
+            (loss / n).backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+
+        models[label], steps[label] = model, step
+    for label, seconds in _interleaved(steps, args.repeats).items():
+        out[f"train_{label}_tokens_per_sec"] = batch.ntokens / seconds
+    for label in variants:
+        if label != "lstm":
+            out[f"train_{label}_over_lstm"] = out[f"train_{label}_tokens_per_sec"] / out["train_lstm_tokens_per_sec"]
+    # beam 5 over 64 sentences; EOS suppressed, so both models decode every hypothesis to the same cap
+    src, lengths = batch.src[:64], batch.src_lengths[:64]
+    caps = max_lengths(lengths, 1.0, 5)
+    decoders = {}
+    for label in ("lstm", "lstm_encoder_ssru_decoder"):
+        model = models[label].eval()
+        with torch.no_grad():
+            model.decoder.output.bias[EOS_ID] = -1e4
+
+        def decode(model: Any = model) -> None:
+            with torch.no_grad():
+                beam_search(model, src, lengths, caps=caps, bos=BOS_ID, eos=EOS_ID, beam_size=5)
+
+        decoders[label] = decode
+    for label, seconds in _interleaved(decoders, max(1, args.repeats // 2)).items():
+        out[f"beam5_{label}_seconds"] = seconds
+    out["beam5_lstm_over_ssru_decoder"] = out["beam5_lstm_seconds"] / out["beam5_lstm_encoder_ssru_decoder_seconds"]
+    return out
+
+
+def bench_parallel_cells(args: argparse.Namespace) -> dict[str, Any]:
+    """Issue 19's evidence; goals: sequence path ≥ 3× its step loop and ≥ 1.5× the fused LSTM layer
+    (minGRU, SSRU); an all-parallel model ≥ 2× the LSTM model's training tokens/s; beam 5 with an
+    SSRU decoder ≥ 1.5× faster than with the LSTM decoder."""
+    dev = _device()
+    out = {**_bench_scans(args, dev), **_bench_parallel_layers(args, dev)}
+    out.update(_bench_parallel_models(args, dev))
+    out["goal_step_over_parallel_3x"] = all(out[f"layer_{c}_step_over_parallel"] >= 3 for c in ("mingru", "ssru"))
+    out["goal_lstm_over_parallel_1_5x"] = all(out[f"layer_{c}_lstm_over_parallel"] >= 1.5 for c in ("mingru", "ssru"))
+    out["goal_all_parallel_model_2x"] = out["train_mingru_over_lstm"] >= 2  # the all-parallel recipe
+    out["goal_ssru_decoder_beam5_1_5x"] = out["beam5_lstm_over_ssru_decoder"] >= 1.5
     return out
 
 
@@ -186,8 +367,11 @@ def _plain_decode(model: Any, ids: list[list[int]], decode: Any, device: Any) ->
     """Yesterday's corpus decoding: the same length-sorted batches, the plain searches."""
     from seq2seq_rnn.data.batching import collate, sentence_batches
     from seq2seq_rnn.data.tokenizer import BOS_ID, EOS_ID
-    from seq2seq_rnn.search import max_lengths
-    from seq2seq_rnn.search_reference import plain_beam_search, plain_greedy_search
+    from seq2seq_rnn.inference.search import max_lengths
+
+    if str(ROOT) not in sys.path:  # the reference searches live with the tests that hold search to them
+        sys.path.insert(0, str(ROOT))
+    from tests.search_reference import plain_beam_search, plain_greedy_search
 
     results: list[list[Any]] = [[] for _ in ids]
     todo = [i for i, seq in enumerate(ids) if seq]
@@ -213,10 +397,10 @@ def bench_decode(args: argparse.Namespace) -> dict[str, Any]:
     ``beam5_peak_gflop_seconds`` = beam-5 seconds × peak GFLOP/s, the machine-independent
     figure of issue #12 (target ≤ 1,000 for 1,000 sentences)."""
     from seq2seq_rnn.data.corpus import load_split
-    from seq2seq_rnn.decoding import decode_ids, encode_sources, settings
+    from seq2seq_rnn.inference.decoding import decode_ids, encode_sources, with_overrides
+    from seq2seq_rnn.inference.quantize import quantize_int8
+    from seq2seq_rnn.inference.translator import Translator
     from seq2seq_rnn.metrics import score
-    from seq2seq_rnn.quantize import quantize_int8
-    from seq2seq_rnn.translator import Translator
 
     if not (Path(args.run_dir) / "recipe.yaml").is_file():
         return {"skipped": f"no trained run at {args.run_dir}"}
@@ -235,7 +419,7 @@ def bench_decode(args: argparse.Namespace) -> dict[str, Any]:
         (s, beam, w) for beam in (1, 5) for s, w in (("old", "fp32"), ("new", "fp32"), ("new", "int8")) if w in models
     ]
     for search, beam, weights in runs:
-        decode = settings(recipe.decode, beam_size=beam, batch_size=64)
+        decode = with_overrides(recipe.decode, beam_size=beam, batch_size=64)
         fn = _plain_decode if search == "old" else decode_ids
         start = time.perf_counter()
         found = fn(models[weights], ids, decode, dev)
@@ -265,8 +449,8 @@ def bench_ray_translate(args: argparse.Namespace) -> dict[str, Any]:
     import tempfile
 
     from seq2seq_rnn.data.corpus import load_split
+    from seq2seq_rnn.inference.translator import Translator
     from seq2seq_rnn.integrations.ray import translate_files
-    from seq2seq_rnn.translator import Translator
 
     if not (Path(args.run_dir) / "recipe.yaml").is_file():
         return {"skipped": f"no trained run at {args.run_dir}"}

@@ -9,7 +9,7 @@ training step). Each measurement runs in a fresh process so that its peak RSS
 
 - ``cold``: an empty data cache and run directory → read, train the tokenizer,
   tokenize, build the model, one training step. ``data_seconds``: the data part of
-  ``prep_seconds`` (``Trainer.prepare_data``); ``pairs_per_sec`` = pairs / data_seconds.
+  ``prep_seconds`` (``training.prepare_data``); ``pairs_per_sec`` = pairs / data_seconds.
 - ``warm``: the same run resumed (``--resume``) with the cache from ``cold``.
 - ``ray2``: ``--workers 2`` on a local Ray cluster (warm cache), peak RSS of each
   Ray Train worker (its ``VmHWM``) and of the driver.
@@ -76,12 +76,53 @@ def overrides(src: Path, tgt: Path) -> list[str]:
 
 # ------------------------------------------------------------------ phases (child processes)
 def phase_step(args: argparse.Namespace) -> dict[str, Any]:
-    """Prepare (cold or resumed) and take one training step; with the old or the new Trainer API."""
+    """Prepare (cold or resumed) and take one training step, through the training set-up functions.
+
+    A checkout from before ``seq2seq_rnn/training/`` (``--compare``) runs :func:`_phase_step_trainer`.
+    """
     import torch
 
     import seq2seq_rnn
+
+    try:
+        from seq2seq_rnn import training
+    except ImportError:
+        return _phase_step_trainer(args)
     from seq2seq_rnn.config import load_recipe
-    from seq2seq_rnn.train import Trainer
+    from seq2seq_rnn.data.cache import cache_root
+    from seq2seq_rnn.run.directory import RunDir
+
+    torch.set_num_threads(args.threads)
+    recipe = load_recipe(args.recipe, overrides(Path(args.src), Path(args.tgt)))
+    started = time.perf_counter()
+    run, resume, hooks = RunDir(Path(args.run)), args.phase == "warm", training.Hooks()
+    device = training.prepare_process(recipe)
+    training.prepare_run(recipe, run, resume)
+    training.seed_everything(recipe)
+    data_started = time.perf_counter()
+    data = training.prepare_data(recipe, run, cache_root(None))
+    data_seconds = time.perf_counter() - data_started
+    progress = training.Progress()
+    parts = training.build_parts(recipe, run, hooks, device, data, progress, training.Window())
+    if resume:
+        parts.checkpoints.restore()
+    prep = time.perf_counter() - started
+    batch = training.train_batch(data, parts.sampler.plan(0).batch(0), device)
+    parts.updater.step(batch, progress, lambda: "")
+    first_step = time.perf_counter() - started
+    if args.phase == "cold":
+        parts.checkpoints.save_last()  # so that "warm" is a resume
+    training.close_log_file(run.log)
+    return _step_row(seq2seq_rnn.__file__, prep, data_seconds, first_step)
+
+
+def _phase_step_trainer(args: argparse.Namespace) -> dict[str, Any]:
+    """The same through the Trainer of a checkout from before the training package."""
+    import torch
+    from seq2seq_rnn.train import Trainer  # type: ignore[import-not-found]
+
+    import seq2seq_rnn
+    from seq2seq_rnn.config import load_recipe
 
     torch.set_num_threads(args.threads)
     recipe = load_recipe(args.recipe, overrides(Path(args.src), Path(args.tgt)))
@@ -99,10 +140,14 @@ def phase_step(args: argparse.Namespace) -> dict[str, Any]:
     first_step = time.perf_counter() - started
     if args.phase == "cold":
         trainer._save_last()  # so that "warm" is a resume
+    return _step_row(seq2seq_rnn.__file__, prep, data_seconds[0], first_step)
+
+
+def _step_row(package_file: str, prep: float, data_seconds: float, first_step: float) -> dict[str, Any]:
     return {
-        "code": str(Path(seq2seq_rnn.__file__).parent.parent),
+        "code": str(Path(package_file).parent.parent),
         "prep_seconds": round(prep, 2),
-        "data_seconds": round(data_seconds[0], 2),  # of prep: read + tokenizer + tokenize (or cache hits)
+        "data_seconds": round(data_seconds, 2),  # of prep: read + tokenizer + tokenize (or cache hits)
         "to_first_step_seconds": round(first_step, 2),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         # the largest of its finished child processes (e.g. Dataset.map's num_proc workers)

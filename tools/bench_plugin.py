@@ -151,7 +151,7 @@ def bench_train(args: argparse.Namespace) -> dict[str, Any]:
     from bench import _synthetic_batch
 
     from seq2seq_rnn.config import load_recipe
-    from seq2seq_rnn.train import token_loss
+    from seq2seq_rnn.training import token_loss
 
     _register()
     recipe = load_recipe(args.recipe)
@@ -188,7 +188,7 @@ def bench_beam(args: argparse.Namespace) -> dict[str, Any]:
     from seq2seq_rnn.config import load_recipe
     from seq2seq_rnn.data.batching import collate
     from seq2seq_rnn.data.tokenizer import BOS_ID, EOS_ID
-    from seq2seq_rnn.search import beam_search, max_lengths
+    from seq2seq_rnn.inference.search import beam_search, max_lengths
 
     _register()
     recipe = load_recipe(args.recipe)

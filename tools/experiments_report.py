@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +51,7 @@ def jacobian_norms(embed: nn.Embedding, cell: nn.Module, src: Tensor) -> Tensor:
 def probe_batch(run_dir: Path) -> tuple[Any, Tensor]:
     """(translator, src (B, L)) from the run's validation sources."""
     from seq2seq_rnn.data.corpus import load_split
-    from seq2seq_rnn.translator import Translator
+    from seq2seq_rnn.inference.translator import Translator
 
     translator = Translator.load(run_dir, "best", device="cpu")
     split = load_split(translator.recipe.data, "validation")  # the shared data cache
@@ -70,13 +69,15 @@ def untrained_like(translator: Any) -> nn.Module:
     return Seq2Seq.from_config(translator.recipe.model, tok.source_vocab_size, tok.target_vocab_size).eval()
 
 
-def gradient_curves(runs_dir: Path) -> dict[str, dict[str, list[float]]]:
-    """{cell: {"trained": [...], "initialised": [...]}} for the runs that exist."""
+def gradient_curves(budget_dirs: list[Path]) -> dict[str, dict[str, list[float]]]:
+    """{cell: {"trained": [...], "initialised": [...]}} for the runs that exist, from the first
+    budget folder that holds each (converged before early)."""
     curves: dict[str, dict[str, list[float]]] = {}
     for name in GRADIENT_RUNS:
-        if not (runs_dir / name / "checkpoints" / "best.pt").is_file():
+        found = [d / name for d in budget_dirs if (d / name / "checkpoints" / "best.pt").is_file()]
+        if not found:
             continue
-        translator, src = probe_batch(runs_dir / name)
+        translator, src = probe_batch(found[0])
         cell_name = translator.recipe.model.encoder.cell
         with torch.enable_grad():
             curves[cell_name] = {
@@ -192,19 +193,116 @@ def decoding_table(runs_dir: Path, names: list[str]) -> list[str]:
     ]
 
 
+def mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for one value)."""
+    mean = sum(values) / len(values)
+    var = sum((v - mean) ** 2 for v in values) / (len(values) - 1) if len(values) > 1 else 0.0
+    return mean, math.sqrt(var)
+
+
+def aggregate(rows: list[dict[str, Any]], names: list[str]) -> dict[str, dict[str, Any]]:
+    """{variant: seeds, mean/std of the scores, steps to the best checkpoint, ...} in grid order."""
+    out: dict[str, dict[str, Any]] = {}
+    for name in names:
+        mine = [r for r in rows if r["name"] == name]
+        if not mine:
+            continue
+        out[name] = {
+            "seeds": sorted(r["seed"] for r in mine),
+            "bleu": mean_std([r["test"]["bleu"] for r in mine]),
+            "chrf": mean_std([r["test"]["chrf"] for r in mine]),
+            "val_bleu": mean_std([r["best_val_bleu"] for r in mine]),
+            "best_step": mean_std([float(r["best_step"]) for r in mine]),
+            "converged": all(r.get("stopped_early", False) for r in mine),
+            "parameters": mine[0]["parameters"],
+            "minutes": mean_std([r["train_seconds"] / 60 for r in mine]),
+        }
+    return out
+
+
+def pm(pair: tuple[float, float], n: int, digits: int = 2) -> str:
+    mean, std = pair
+    return f"{mean:.{digits}f} ± {std:.{digits}f}" if n > 1 else f"{mean:.{digits}f}"
+
+
+def converged_table(agg: dict[str, dict[str, Any]]) -> list[str]:
+    lines = [
+        "| variant | seeds | test BLEU | test chrF | best val BLEU | update of best | stopped by | params "
+        "| train time |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, a in agg.items():
+        n = len(a["seeds"])
+        lines.append(
+            f"| `{name}` | {n} | **{pm(a['bleu'], n)}** | {pm(a['chrf'], n)} | {pm(a['val_bleu'], n)} "
+            f"| {pm(a['best_step'], n, 0)} | {'early stopping' if a['converged'] else '**cap (not converged)**'} "
+            f"| {a['parameters'] / 1e6:.2f} M | {pm(a['minutes'], n, 0)} min |"
+        )
+    return lines
+
+
+def exceeds_spread(a: dict[str, Any], b: dict[str, Any]) -> str:
+    """Whether the BLEU difference is larger than two standard errors of the difference."""
+    na, nb = len(a["seeds"]), len(b["seeds"])
+    if na < 2 or nb < 2:
+        return "one seed: not known"
+    se = math.sqrt(a["bleu"][1] ** 2 / na + b["bleu"][1] ** 2 / nb)
+    diff = abs(a["bleu"][0] - b["bleu"][0])
+    return f"yes ({diff:.2f} > 2 × {se:.2f})" if diff > 2 * se else f"no ({diff:.2f} ≤ 2 × {se:.2f})"
+
+
+def comparison_table(grid: dict[str, Any], agg: dict[str, dict[str, Any]]) -> list[str]:
+    """Each comparison group against its first variant: the BLEU difference and whether it exceeds the seed spread."""
+    lines = ["| comparison | variant | against | Δ test BLEU | beyond seed spread? |", "|---|---|---|---|---|"]
+    for group, spec in grid["comparisons"].items():
+        members = [v for v in spec["variants"] if v in agg]
+        for ref in members[:1]:
+            for other in members[1:]:
+                delta = agg[other]["bleu"][0] - agg[ref]["bleu"][0]
+                lines.append(
+                    f"| {group} | `{other}` | `{ref}` | {delta:+.2f} | {exceeds_spread(agg[other], agg[ref])} |"
+                )
+    return lines if len(lines) > 2 else []
+
+
+def results_block(grid: dict[str, Any], names: list[str], tables: dict[str, list[dict[str, Any]]]) -> list[str]:
+    converged, early = tables.get("converged", []), tables.get("early", [])
+    agg = aggregate(converged, names)
+    done = {r["name"] for r in converged}
+    missing = [n for n in names if n not in done]
+    rows = converged or early
+    return [
+        "### Trained to convergence",
+        "",
+        *(converged_table(agg) if agg else ["(no converged run yet)"]),
+        "",
+        f"Not run yet to convergence: {', '.join(f'`{m}`' for m in missing)}." if missing else "Every variant ran.",
+        "",
+        *comparison_table(grid, agg),
+        "",
+        "### Early learning: 500 updates, seed 1",
+        "",
+        *(table(early) if early else ["(no 500-update run recorded)"]),
+        "",
+        f"Signatures: BLEU `{rows[0]['test']['bleu_signature']}`, chrF `{rows[0]['test']['chrf_signature']}`."
+        if rows
+        else "",
+        "",
+    ]
+
+
 def write_report(
     grid: dict[str, Any],
     names: list[str],
+    tables: dict[str, list[dict[str, Any]]],
     runs_dir: Path,
     docs: Path,
-    summarise: Callable[[Path], dict[str, Any] | None],
 ) -> None:
-    rows = [row for name in names if (row := summarise(runs_dir / name)) is not None]
-    missing = [name for name in names if name not in {r["name"] for r in rows}]
     images = docs / "images"
     images.mkdir(parents=True, exist_ok=True)
-    plot_curves(rows, images / "experiments_val_bleu.png")
-    curves = gradient_curves(runs_dir)
+    first_seed = [r for r in tables.get("converged") or tables.get("early", []) if r["seed"] == 1]
+    plot_curves(first_seed, images / "experiments_val_bleu.png")
+    curves = gradient_curves([runs_dir / "converged", runs_dir / "early"])
     if curves:
         plot_gradients(curves, images / "experiments_gradients.png")
     page = docs / "experiments.md"
@@ -212,21 +310,14 @@ def write_report(
     generated = [
         "<!-- generated by `python tools/experiments.py report` from runs/experiments; edit the text around it -->",
         "",
-        *table(rows),
-        "",
-        f"Not run yet: {', '.join(f'`{m}`' for m in missing)}." if missing else "Every variant of the grid ran.",
-        "",
-        f"Signatures: BLEU `{rows[0]['test']['bleu_signature']}`, chrF `{rows[0]['test']['chrf_signature']}`."
-        if rows
-        else "",
-        "",
+        *results_block(grid, names, tables),
         "![validation BLEU curves](images/experiments_val_bleu.png)",
         "",
-        *decoding_table(runs_dir, names),
+        *decoding_table(runs_dir / "converged", names),
         *(
             gradient_table(curves) + ["", "![gradient per input position](images/experiments_gradients.png)"]
             if curves
-            else ["(no rnn/gru/lstm run finished yet: no gradient figure)"]
+            else ["(no rnn/gru/lstm run with checkpoints here: no gradient figure)"]
         ),
         "<!-- end generated -->",
     ]
@@ -238,4 +329,5 @@ def write_report(
     else:
         text = text + "\n" + block + "\n"
     page.write_text(text, encoding="utf-8")
-    print(f"wrote {page} ({len(rows)} runs; missing: {missing or 'none'})")
+    counts = {budget: len(rows) for budget, rows in tables.items()}
+    print(f"wrote {page} (finished runs per budget: {counts})")

@@ -44,8 +44,8 @@ def check_training(work: Path, steps: int) -> dict[str, Any]:
     import torch
 
     from seq2seq_rnn.config import load_recipe
-    from seq2seq_rnn.rundir import RunDir
-    from seq2seq_rnn.train import Trainer
+    from seq2seq_rnn.run.directory import RunDir
+    from seq2seq_rnn.training import Trainer
 
     recipe = load_recipe(RECIPE, _overrides(steps))
     run = work / "train"
@@ -100,8 +100,8 @@ def check_decoding(run_dir: str, beam: int) -> dict[str, Any]:
     import torch
 
     from seq2seq_rnn.data.corpus import load_split
+    from seq2seq_rnn.inference.translator import Translator
     from seq2seq_rnn.metrics import score
-    from seq2seq_rnn.translator import Translator
 
     translator = Translator.load(run_dir, "best", "cuda")
     corpus = load_split(translator.recipe.data, "test")
@@ -124,7 +124,7 @@ def check_decoding(run_dir: str, beam: int) -> dict[str, Any]:
 def check_ray(work: Path, steps: int) -> dict[str, Any]:
     from seq2seq_rnn.config import load_recipe
     from seq2seq_rnn.integrations.ray import train_distributed
-    from seq2seq_rnn.rundir import RunDir
+    from seq2seq_rnn.run.directory import RunDir
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     recipe = load_recipe(RECIPE, _overrides(steps))

@@ -11,5 +11,5 @@ fi
 if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   .venv/bin/python -m pip install --quiet "torch==2.13.0" 2>&1 | grep -v "is ignored" || true
 fi
-.venv/bin/python -m pip install --quiet -e ".[ray,plot,test,export,tensorboard]" 2>&1 | grep -v "is ignored" || true
+.venv/bin/python -m pip install --quiet -e ".[ray,serve,plot,test,export,tensorboard]" 2>&1 | grep -v "is ignored" || true
 .venv/bin/python -c "import seq2seq_rnn, torch; print(f'seq2seq_rnn {seq2seq_rnn.__version__} with torch {torch.__version__}')"

@@ -12,7 +12,9 @@ built-in cells override it with PyTorch's fused kernels.
 
 from __future__ import annotations
 
+import functools
 import inspect
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import torch
@@ -21,7 +23,7 @@ from torch import Tensor, nn
 from seq2seq_rnn.cells.hoist import HoistedCell, agrees, hoist, hoisted_loop, step_plan
 from seq2seq_rnn.cells.loop import masked_steps
 from seq2seq_rnn.config import CellOptions, validate_cell_options
-from seq2seq_rnn.errors import ConfigError, PluginError
+from seq2seq_rnn.errors import ConfigError, PluginError, PluginExit, describe_exit
 
 __all__ = ["CellOptions", "RecurrentCell", "State", "validate_cell_options"]
 
@@ -40,15 +42,42 @@ class RecurrentCell(nn.Module):
 
     options_model: ClassVar[type[CellOptions] | None] = None
 
-    def __init__(self, input_size: int, hidden_size: int, **options: Any) -> None:
+    def __new__(cls, *args: Any, **kwargs: Any) -> RecurrentCell:
+        # The sizes a cell is constructed with, kept so that a subclass whose __init__ calls
+        # ``super().__init__()`` without them (what most PyTorch code does) still gets them.
+        # The factory always calls ``cls(input_size, hidden_size, **options)``.
+        self = super().__new__(cls)
+        given = [kwargs.get(key, args[i] if len(args) > i else None) for i, key in enumerate(_SIZES)]
+        object.__setattr__(self, "_given_sizes", tuple(given))
+        return self
+
+    def __init__(self, input_size: int | None = None, hidden_size: int | None = None, **options: Any) -> None:
         super().__init__()
         if options:
             raise ConfigError(
                 f"{type(self).__name__} accepts no option {sorted(options)}; "
                 f"accepted options: {', '.join(accepted_options(type(self))) or 'none'}"
             )
+        given = self.__dict__.get("_given_sizes", (None, None))
+        input_size = given[0] if input_size is None else input_size
+        hidden_size = given[1] if hidden_size is None else hidden_size
+        if input_size is None or hidden_size is None:
+            raise PluginError(
+                f"{type(self).__name__}: the sizes are unknown; in {type(self).__name__}.__init__, "
+                "change super().__init__() to super().__init__(input_size, hidden_size), "
+                "and construct the cell as cls(input_size, hidden_size, **options)"
+            )
         self.input_size = input_size
         self.hidden_size = hidden_size
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.__module__.startswith("seq2seq_rnn."):
+            return
+        for method in _PLUGIN_METHODS:  # plugin code: a sys.exit() inside becomes an error that names the cell
+            fn = cls.__dict__.get(method)
+            if callable(fn) and not getattr(fn, "_reports_exit", False):
+                setattr(cls, method, _reporting_exit(fn, method))
 
     def initial_state(self, batch_size: int, device: torch.device | str, dtype: torch.dtype) -> State:
         """The state before the first step: a tuple of (B, ·) tensors."""
@@ -98,6 +127,28 @@ class RecurrentCell(nn.Module):
         for name, param in self.named_parameters():
             if name.endswith("weight_hh") and param.dim() == 2:
                 orthogonal_blocks_(param)
+
+
+_SIZES = ("input_size", "hidden_size")
+_PLUGIN_METHODS = ("initial_state", "forward", "forward_sequence", "reset_parameters_for")
+
+
+def _reporting_exit(fn: Callable[..., Any], method: str) -> Callable[..., Any]:
+    """``fn`` with ``SystemExit`` turned into :class:`PluginExit` (``functools.wraps``: torch.fx and
+    ``inspect`` still see the plugin's own signature, so hoisting traces it as before)."""
+
+    @functools.wraps(fn)
+    def reporting_exit(self: RecurrentCell, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(self, *args, **kwargs)
+        except SystemExit as exc:
+            raise PluginExit(
+                f"{type(self).__name__}.{method}() raised {describe_exit(exc)}; "
+                "a plugin must raise an exception, not exit the process"
+            ) from None
+
+    reporting_exit._reports_exit = True  # type: ignore[attr-defined]
+    return reporting_exit
 
 
 _HOISTING = [True]  # a switch for tests and benchmarks

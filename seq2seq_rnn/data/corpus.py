@@ -40,13 +40,16 @@ import itertools
 import json
 import logging
 import os
+import shutil
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from seq2seq_rnn.config import DataConfig, SplitConfig
-from seq2seq_rnn.data.cache import cache_root, cached, digest, file_stamp, tree_stamp
+from seq2seq_rnn.data.cache import cache_root, cached, digest, file_stamp, require_regular_file, tree_stamp
 from seq2seq_rnn.errors import DataError
 
 if TYPE_CHECKING:
@@ -57,7 +60,7 @@ logger = logging.getLogger(__name__)
 SPLITS = ("train", "validation", "test")
 _TRUE = {"1", "ON", "YES", "TRUE"}
 _WRITE_BATCH = 20_000  # pairs per Arrow record batch: few batches, few header pages touched on opening
-_VERSION = 2  # of the split cache's layout and semantics
+_VERSION = 3  # of the split cache's layout and semantics (3: local files keyed by content)
 
 
 @dataclass(frozen=True)
@@ -132,7 +135,10 @@ def load_split_table(data: DataConfig, split: str, cache_dir: str | Path | None 
     key = digest(_VERSION, data.format, data.source_lang, data.target_lang, spec.model_dump(), _stamp(data, spec))
 
     def build(folder: Path) -> dict[str, Any]:
-        return _write_pairs(_pairs(data, spec, root), spec.limit, folder / "pairs.arrow")
+        try:
+            return _write_pairs(_pairs(data, spec, root, folder), spec.limit, folder / "pairs.arrow")
+        finally:  # datasets' own cache of a local parquet/hub-layout read: keyed by mtime, so never kept
+            shutil.rmtree(folder / "read", ignore_errors=True)
 
     meta, hit = cached(root / "splits" / key, build)
     if meta["dropped"]:
@@ -150,12 +156,15 @@ def filter_by_length(src_ids: list[list[int]], tgt_ids: list[list[int]], max_len
     """Indices of pairs whose sides both have ≤ ``max_length`` tokens, and the dropped count."""
     if len(src_ids) != len(tgt_ids):
         raise ValueError(f"src_ids has {len(src_ids)} sequences but tgt_ids has {len(tgt_ids)}")
-    kept = [
-        i
-        for i, (s, t) in enumerate(zip(src_ids, tgt_ids, strict=True))
-        if len(s) <= max_length and len(t) <= max_length
-    ]
-    return kept, len(src_ids) - len(kept)
+    lengths = [len(s) for s in src_ids], [len(t) for t in tgt_ids]
+    kept = rows_within(np.asarray(lengths[0], dtype=np.int64), np.asarray(lengths[1], dtype=np.int64), max_length)
+    return kept.tolist(), len(src_ids) - len(kept)
+
+
+def rows_within(src_lengths: np.ndarray, tgt_lengths: np.ndarray, max_length: int) -> np.ndarray:
+    """The length filter (the one place it lives): rows whose sides both have ≤ ``max_length``
+    subwords. Training keeps these rows of the training split."""
+    return np.flatnonzero((src_lengths <= max_length) & (tgt_lengths <= max_length))
 
 
 # ------------------------------------------------------------- the split
@@ -186,14 +195,16 @@ def _stamp(data: DataConfig, spec: SplitConfig) -> Any:
         return [data.hub_name, data.hub_config, tree_stamp(folder) if folder.is_dir() else None]
     else:
         paths = [Path(str(spec.path))]
-    for path in paths:
-        if not path.exists():
-            raise DataError(f"{path}: no such file")
     return [tree_stamp(p) if p.is_dir() else file_stamp(p) for p in paths]
 
 
-def _pairs(data: DataConfig, spec: SplitConfig, root: Path) -> Iterator[tuple[str, str]]:
-    """Every raw pair of the split, in order (empty sides included)."""
+def _pairs(data: DataConfig, spec: SplitConfig, root: Path, scratch: Path) -> Iterator[tuple[str, str]]:
+    """Every raw pair of the split, in order (empty sides included).
+
+    ``scratch`` (inside the entry being built) holds ``datasets``' cache of a local
+    parquet or hub-layout read: that cache is keyed by modification time, so sharing
+    it would serve the old text of a file edited with its mtime kept.
+    """
     if data.format == "text":
         return _read_text_pair(Path(str(spec.source)), Path(str(spec.target)))
     if data.format == "tsv":
@@ -201,8 +212,10 @@ def _pairs(data: DataConfig, spec: SplitConfig, root: Path) -> Iterator[tuple[st
     if data.format == "jsonl":
         return _read_jsonl(Path(str(spec.path)), data.source_lang, data.target_lang)
     if data.format == "parquet":
-        return _arrow_pairs(_load_parquet(data, spec, root), data, str(spec.path))
-    return _arrow_pairs(_load_hub(data, spec, root), data, f"hub dataset {data.hub_name}")
+        return _arrow_pairs(_load_parquet(data, spec, scratch / "read"), data, str(spec.path))
+    local = Path(str(data.hub_name)).is_dir()
+    hub_cache = scratch / "read" if local else root / "hub"
+    return _arrow_pairs(_load_hub(data, spec, hub_cache), data, f"hub dataset {data.hub_name}")
 
 
 def _write_pairs(pairs: Iterator[tuple[str, str]], limit: int | None, path: Path) -> dict[str, Any]:
@@ -304,10 +317,7 @@ def read_lines(path: str | Path) -> list[str]:
 
 def _read_lines(path: Path) -> Iterator[str]:
     """:func:`read_lines`, one line at a time (a corpus never sits in memory as a list)."""
-    if path.is_dir():
-        raise DataError(f"{path} is a folder, not a file; give the path of the text file inside it")
-    if not path.is_file():
-        raise DataError(f"{path}: no such file")
+    require_regular_file(path)
     try:
         yield from _iter_lines(path)
     except (OSError, EOFError) as exc:  # gzip.BadGzipFile is an OSError
@@ -329,7 +339,7 @@ def _iter_lines(path: Path) -> Iterator[str]:
 
 
 # ---------------------------------------------------------- Arrow sources
-def _load_hub(data: DataConfig, spec: SplitConfig, root: Path) -> datasets.Dataset:
+def _load_hub(data: DataConfig, spec: SplitConfig, hub_cache: Path) -> datasets.Dataset:
     """A hub split, a local folder in hub layout, or a ``save_to_disk`` folder (``load_from_disk``)."""
     import datasets
 
@@ -343,7 +353,7 @@ def _load_hub(data: DataConfig, spec: SplitConfig, root: Path) -> datasets.Datas
         return saved  # a single saved Dataset serves whichever split names it
     with _offline_from_env():
         try:
-            return datasets.load_dataset(data.hub_name, data.hub_config, split=spec.split, cache_dir=str(root / "hub"))
+            return datasets.load_dataset(data.hub_name, data.hub_config, split=spec.split, cache_dir=str(hub_cache))
         except ConnectionError as exc:
             raise DataError(
                 f"could not reach the Hugging Face hub for dataset {data.hub_name} (offline?); "
@@ -355,7 +365,7 @@ def _load_hub(data: DataConfig, spec: SplitConfig, root: Path) -> datasets.Datas
             raise DataError(f"hub dataset {data.hub_name}: {exc}") from None
 
 
-def _load_parquet(data: DataConfig, spec: SplitConfig, root: Path) -> datasets.Dataset:
+def _load_parquet(data: DataConfig, spec: SplitConfig, read_cache: Path) -> datasets.Dataset:
     """A parquet file, or every ``*.parquet`` file of a folder in name order."""
     import datasets
 
@@ -364,7 +374,7 @@ def _load_parquet(data: DataConfig, spec: SplitConfig, root: Path) -> datasets.D
     if not files:
         raise DataError(f"{path}: no *.parquet files in this folder")
     try:
-        return datasets.load_dataset("parquet", data_files=files, split="train", cache_dir=str(root / "hub"))
+        return datasets.load_dataset("parquet", data_files=files, split="train", cache_dir=str(read_cache))
     except Exception as exc:  # pyarrow's ArrowInvalid and datasets' errors have no common base
         raise DataError(f"{path}: cannot read as parquet: {exc}") from None
 

@@ -98,7 +98,7 @@ def tokenize_split(
             {"src": ids, "tgt": ids, "src_len": datasets.Value("int32"), "tgt_len": datasets.Value("int32")}
         )
         out = table.dataset.with_format("arrow").map(
-            _Encoder(tokenizer.files, wide),
+            _TokenizeRows(tokenizer.files, wide),
             batched=True,
             batch_size=_MAP_BATCH,
             num_proc=procs if procs > 1 else None,
@@ -122,7 +122,7 @@ def tokenize_split(
     return TokenizedSplit(dataset, src_len, tgt_len, key, reused=hit)
 
 
-class _Encoder:
+class _TokenizeRows:
     """The map function: picklable (model paths, not processors) for ``num_proc`` workers."""
 
     def __init__(self, files: list[Path], wide: bool) -> None:

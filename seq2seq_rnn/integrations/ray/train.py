@@ -2,7 +2,7 @@
 
 The driver prepares the run directory exactly as a single-process run does
 (recipe.yaml, tokenizer/) and the data once, into the data cache (Arrow files
-of the splits and of their subword ids: ``Trainer.prepare_data``); it ships the
+of the splits and of their subword ids: ``training.prepare_data``); it ships the
 tokenizer and the cache's location to every worker, so all ranks share one
 vocabulary and open the same memory-mapped files instead of reading and
 tokenizing the corpus again, and runs ``TorchTrainer``. Rank 0 reports a
@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,14 +26,14 @@ import ray.train
 from ray.train.torch import TorchTrainer
 
 from seq2seq_rnn.config import Recipe
+from seq2seq_rnn.data.cache import cache_root
 from seq2seq_rnn.errors import ConfigError, TrainingError
 from seq2seq_rnn.integrations import with_scaling
 from seq2seq_rnn.integrations.ray.worker import pack_run_dir, restore_run_dir, train_worker
-from seq2seq_rnn.rundir import RunDir
-from seq2seq_rnn.train import Trainer
+from seq2seq_rnn.run.directory import RunDir
+from seq2seq_rnn.training import prepare_data, prepare_run
 
 log = logging.getLogger("seq2seq_rnn.integrations.ray")
-STATE_FILE = "ray_train.json"  # {"storage_path", "name"}: where this run's Ray checkpoints are
 
 
 def train_distributed(
@@ -42,11 +43,14 @@ def train_distributed(
     workers: int | None = None,
     gpus_per_worker: float | None = None,
     address: str | None = None,
+    callbacks: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Train ``recipe`` data-parallel on a Ray cluster; returns the last validation metrics.
 
     ``workers``/``gpus_per_worker``/``address`` override the recipe's ``scaling:``
     section. Without an address (or ``RAY_ADDRESS``) a local cluster is started.
+    ``callbacks``: ``"module:attr"`` names of training callback factories, called with no
+    arguments in every worker (their modules must be importable there).
     """
     recipe = with_scaling(recipe, workers, gpus_per_worker, address)
     scaling = recipe.scaling
@@ -58,12 +62,12 @@ def train_distributed(
     run = RunDir(Path(run_dir).expanduser().resolve())
     run.claim(resume)
     with run.lock("train (Ray driver)"):
-        return _train_locked(recipe, run, resume)
+        return _train_locked(recipe, run, resume, list(callbacks))
 
 
-def _train_locked(recipe: Recipe, run: RunDir, resume: bool) -> dict[str, Any]:
+def _train_locked(recipe: Recipe, run: RunDir, resume: bool, callbacks: list[str]) -> dict[str, Any]:
     scaling = recipe.scaling
-    Trainer(recipe, run.path, resume=resume).prepare_run_dir()  # same checks and recipe.yaml as one process
+    prepare_run(recipe, run, resume)  # same checks and recipe.yaml as one process
     cache = prepare_shared_data(recipe, run.path)
     storage, name = _storage(recipe, run, resume)
     started = _connect(scaling.address)
@@ -76,6 +80,7 @@ def _train_locked(recipe: Recipe, run: RunDir, resume: bool) -> dict[str, Any]:
                 "seed_files": seed,
                 "final_report": True,
                 "data_cache": str(cache),
+                "callbacks": callbacks,
             },
             scaling_config=scaling_config(scaling.workers, scaling.cpus_per_worker, scaling.gpus_per_worker),
             run_config=ray.train.RunConfig(
@@ -109,15 +114,15 @@ def prepare_shared_data(recipe: Recipe, run_dir: Path) -> Path:
     Returns the cache folder for the workers. The driver holds the corpus only as
     memory-mapped Arrow files; on a warm cache this opens them and returns.
     """
-    trainer = Trainer(recipe, run_dir, resume=True)
-    trainer.prepare_data()
-    return trainer.cache_dir
+    cache = cache_root(None)
+    prepare_data(recipe, RunDir(run_dir), cache)
+    return cache
 
 
 def _storage(recipe: Recipe, run: RunDir, resume: bool) -> tuple[str, str]:
     """(storage_path, name) of the Ray run: reused on --resume so Ray finds its checkpoints."""
-    storage = recipe.scaling.storage_path or str(run.path / "ray")
-    state_file = run.path / STATE_FILE
+    storage = recipe.scaling.storage_path or str(run.ray_storage)
+    state_file = run.ray_state  # {"storage_path", "name"}: where this run's Ray checkpoints are
     if resume and state_file.is_file():
         state = json.loads(state_file.read_text(encoding="utf-8"))
         if state.get("storage_path") == storage:

@@ -37,7 +37,7 @@ import ray
 import ray.data
 
 from seq2seq_rnn.errors import DataError
-from seq2seq_rnn.translator import Translator
+from seq2seq_rnn.inference.translator import Translator
 
 log = logging.getLogger("seq2seq_rnn.integrations.ray")
 

@@ -33,7 +33,7 @@ from seq2seq_rnn.data.cache import cache_root
 from seq2seq_rnn.errors import ConfigError, Seq2SeqError
 from seq2seq_rnn.integrations.ray.train import prepare_shared_data, scaling_config
 from seq2seq_rnn.integrations.ray.worker import pack_run_dir, run_worker, train_worker, tune_session
-from seq2seq_rnn.rundir import RunDir, check_output_folder
+from seq2seq_rnn.run.directory import RunDir, check_output_folder
 
 # What a sweep writes into its --output-dir; a folder holding an earlier sweep is reused whole.
 SWEEP_NAMES = frozenset({"tune", "best.yaml", "best_run"})

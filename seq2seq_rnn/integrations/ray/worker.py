@@ -23,25 +23,18 @@ import torch
 import torch.distributed as dist
 
 from seq2seq_rnn.config import validate_recipe
-from seq2seq_rnn.rundir import MARKER_NAME, RunDir
-from seq2seq_rnn.train import Hooks, Trainer
+from seq2seq_rnn.registry import import_target
+from seq2seq_rnn.run.directory import RunDir
+from seq2seq_rnn.training import Hooks, Trainer
 
 log = logging.getLogger("seq2seq_rnn.integrations.ray")
-
-STATE_FILES = (MARKER_NAME, "metrics.jsonl", "data.json", "train.log", "checkpoints/last.pt", "checkpoints/best.pt")
-# Test-only fault injection (see tests/test_ray_integration.py): the last rank exits hard
-# before step K, once (the marker file remembers that it happened).
-CRASH_AT_STEP_ENV = "SEQ2SEQ_RNN_TEST_CRASH_AT_STEP"
-CRASH_MARKER_ENV = "SEQ2SEQ_RNN_TEST_CRASH_MARKER"
 
 
 # ------------------------------------------------------------ run-dir files
 def pack_run_dir(run_dir: Path, with_state: bool) -> dict[str, bytes]:
     """recipe.yaml and tokenizer/ (and, ``with_state``, the training state) as {relative path: bytes}."""
-    files = [run_dir / "recipe.yaml", *sorted((run_dir / "tokenizer").glob("*"))]
-    if with_state:
-        files += [run_dir / name for name in STATE_FILES]
-    return {str(f.relative_to(run_dir)): f.read_bytes() for f in files if f.is_file()}
+    files = RunDir(run_dir).snapshot_files(with_state)
+    return {str(f.relative_to(run_dir)): f.read_bytes() for f in files}
 
 
 def unpack_run_dir(files: dict[str, bytes], run_dir: Path) -> None:
@@ -57,11 +50,8 @@ def snapshot_run_dir(run_dir: Path, dest: Path) -> None:
     Checkpoints are replaced by rename, never rewritten in place, so a link
     keeps the version it was taken from.
     """
-    for name in ("recipe.yaml", *STATE_FILES, *(str(f.relative_to(run_dir)) for f in run_dir.glob("tokenizer/*"))):
-        src = run_dir / name
-        if not src.is_file():
-            continue
-        target = dest / name
+    for src in RunDir(run_dir).snapshot_files():
+        target = dest / src.relative_to(run_dir)
         target.parent.mkdir(parents=True, exist_ok=True)
         try:
             os.link(src, target)
@@ -139,6 +129,7 @@ def run_worker(config: dict[str, Any], session: Session) -> dict[str, Any]:
     ``config["seed_files"]``: an object ref to :func:`pack_run_dir` output (the driver's
     tokenizer, so every rank uses the same one, and its state when resuming), or None.
     ``config["data_cache"]``: the data cache the driver filled (default: this node's).
+    ``config["callbacks"]``: ``"module:attr"`` names of callback factories (e.g. a test's fault).
     The latest Ray checkpoint, if any (a restarted worker group or a resumed run), wins.
     """
     _configure_logging(session.rank)
@@ -152,15 +143,17 @@ def run_worker(config: dict[str, Any], session: Session) -> dict[str, Any]:
             with checkpoint.as_directory() as folder:
                 restore_run_dir(Path(folder), scratch)
         recipe = validate_recipe(config["recipe"], "recipe")
-        resume = (scratch / "checkpoints" / "last.pt").is_file()
+        resume = RunDir(scratch).has_training_state()
 
         def report(metrics: dict[str, Any], checkpoints: Path | None) -> None:
             _report_snapshot(session, scratch, metrics, is_main=checkpoints is not None)
 
         hooks = Hooks(rank=session.rank, world_size=session.world_size, report=report, **session.hooks())
         cache = config.get("data_cache")  # the driver's data cache: the corpus was read and tokenized there
-        trainer = Trainer(recipe, scratch, resume=resume, hooks=hooks, cache_dir=Path(cache) if cache else None)
-        _inject_fault_for_tests(trainer)
+        callbacks = [import_target(name)() for name in config.get("callbacks") or ()]
+        trainer = Trainer(
+            recipe, scratch, resume=resume, hooks=hooks, cache_dir=Path(cache) if cache else None, callbacks=callbacks
+        )
         last = trainer.fit()
         if config.get("final_report"):  # the finished state (progress.finished, last log lines)
             _report_snapshot(session, scratch, {**last, "final": True}, is_main=session.rank == 0)
@@ -184,20 +177,3 @@ def _configure_logging(rank: int) -> None:
         level=logging.INFO if rank == 0 else logging.WARNING, format="%(asctime)s %(message)s", datefmt="%H:%M:%S"
     )
     logging.getLogger("seq2seq_rnn").setLevel(logging.INFO if rank == 0 else logging.WARNING)
-
-
-def _inject_fault_for_tests(trainer: Trainer) -> None:
-    at, marker = os.environ.get(CRASH_AT_STEP_ENV), os.environ.get(CRASH_MARKER_ENV)
-    hooks = trainer.hooks
-    if not at or not marker or hooks.rank != hooks.world_size - 1 or Path(marker).exists():
-        return
-    inner = hooks.all_reduce_sum
-
-    def reduce_or_die(tensor: torch.Tensor) -> torch.Tensor:
-        if trainer.progress.step + 1 == int(at) and not Path(marker).exists():
-            Path(marker).write_text(f"rank {hooks.rank} exited before step {at}\n", encoding="utf-8")
-            log.warning("test fault injection: rank %d exits before step %s", hooks.rank, at)
-            os._exit(1)
-        return inner(tensor)
-
-    hooks.all_reduce_sum = reduce_or_die

@@ -8,15 +8,22 @@ from typing import NamedTuple
 
 import torch
 
-from seq2seq_rnn.checkpoint import check_fingerprint, fingerprint, load_checkpoint, load_model_state
 from seq2seq_rnn.config import Recipe
 from seq2seq_rnn.data.tokenizer import SubwordTokenizer
-from seq2seq_rnn.decoding import check_beam, decode_ids, encode_sources, resolve_device, settings, translate_corpus
 from seq2seq_rnn.errors import CheckpointError, ConfigError
+from seq2seq_rnn.inference.decoding import (
+    check_beam,
+    decode_ids,
+    encode_sources,
+    resolve_device,
+    translate_corpus,
+    with_overrides,
+)
+from seq2seq_rnn.inference.quantize import apply_quantization
+from seq2seq_rnn.inference.search import Hypothesis
 from seq2seq_rnn.model import Seq2Seq
-from seq2seq_rnn.quantize import apply_quantization
-from seq2seq_rnn.rundir import RunDir
-from seq2seq_rnn.search import Hypothesis
+from seq2seq_rnn.run.checkpoint import check_fingerprint, fingerprint, load_checkpoint, load_model_state
+from seq2seq_rnn.run.directory import RunDir
 
 __all__ = ["Alignment", "Translator", "resolve_device"]
 
@@ -62,7 +69,7 @@ class Translator:
     def load(
         cls, run_dir: str | Path, checkpoint: str = "best", device: str = "auto", quantize: str = "none"
     ) -> Translator:
-        """``quantize='int8'``: dynamic int8 weights on the CPU (:mod:`seq2seq_rnn.quantize`)."""
+        """``quantize='int8'``: dynamic int8 weights on the CPU (:mod:`seq2seq_rnn.inference.quantize`)."""
         recipe, tokenizer, model = _load_member(Path(run_dir), checkpoint)
         dev = resolve_device(device, "--device")
         return cls(recipe, tokenizer, apply_quantization(model.to(dev).eval(), quantize, dev), dev)
@@ -75,7 +82,7 @@ class Translator:
         decoding settings come from the first run. One member = ``load``."""
         if len(members) == 1:
             return cls.load(members[0][0], members[0][1], device, quantize)
-        from seq2seq_rnn.ensemble import Ensemble
+        from seq2seq_rnn.inference.ensemble import Ensemble
 
         loaded = [_load_member(Path(run), ckpt) for run, ckpt in members]
         recipe, tokenizer, _ = loaded[0]
@@ -94,7 +101,7 @@ class Translator:
         length_penalty: float | None = None,
     ) -> list[str]:
         """Detokenized translations, in input order; an empty line gives an empty line."""
-        decode = settings(self.recipe.decode, beam_size, batch_size, length_penalty)
+        decode = with_overrides(self.recipe.decode, beam_size, batch_size, length_penalty)
         return translate_corpus(self.model, self.tokenizer, sentences, decode, self.device, self.max_source_length)
 
     def translate_nbest(
@@ -110,7 +117,7 @@ class Translator:
 
         ``attention=True`` fills each hypothesis's ``attention`` (T, S) for attentional models.
         """
-        decode = settings(self.recipe.decode, beam_size, batch_size, length_penalty)
+        decode = with_overrides(self.recipe.decode, beam_size, batch_size, length_penalty)
         check_beam(decode.beam_size, self.tokenizer.target_vocab_size)
         ids = self._encode(sentences)
         return decode_ids(self.model, ids, decode, self.device, nbest=nbest, attention=attention)

@@ -13,7 +13,7 @@ sentence, finished hypotheses get no output-layer work (``decode_step(...,
 rows=live)``): their next token is EOS at log-probability 0 whatever the
 logits say. The only host sync per step is reading the finished flags, which
 the loop needs to decide what leaves. The result equals the plain search
-(:mod:`seq2seq_rnn.search_reference`) hypothesis for hypothesis.
+(:mod:`tests.search_reference`) hypothesis for hypothesis.
 
 Shapes: B sentences still in the batch, K beam size, N = B·K rows, S source
 length, V target vocabulary, t the step.
@@ -63,12 +63,12 @@ def _select(tensors: Tensors, index: Tensor) -> Tensors:
     return type(tensors)(*picked) if hasattr(tensors, "_fields") else tuple(picked)  # type: ignore[return-value]
 
 
-def _repeat(tensors: Tensors, k: int) -> Tensors:
+def repeat(tensors: Tensors, k: int) -> Tensors:
     repeated = [t.repeat_interleave(k, dim=0) for t in tensors]
     return type(tensors)(*repeated) if hasattr(tensors, "_fields") else tuple(repeated)  # type: ignore[return-value]
 
 
-def _force_eos(logp: Tensor, at_cap: Tensor, eos: int) -> Tensor:
+def force_eos(logp: Tensor, at_cap: Tensor, eos: int) -> Tensor:
     """Rows that reached their length cap may only emit EOS."""
     eos_col = logp[:, eos].clone()
     logp = logp.masked_fill(at_cap.unsqueeze(1), float("-inf"))
@@ -76,11 +76,11 @@ def _force_eos(logp: Tensor, at_cap: Tensor, eos: int) -> Tensor:
     return logp
 
 
-def _strip(row: list[int], eos: int) -> list[int]:
+def strip(row: list[int], eos: int) -> list[int]:
     return row[: row.index(eos)] if eos in row else row
 
 
-def _cut_attention(weights: Tensor | None, tokens: list[int], src_len: int) -> Tensor | None:
+def cut_attention(weights: Tensor | None, tokens: list[int], src_len: int) -> Tensor | None:
     """One hypothesis's weights (T, S) → its own steps (EOS included) over its real source: (≤ len + 1, S_b)."""
     if weights is None:
         return None
@@ -117,7 +117,7 @@ def greedy_search(
         logp = torch.log_softmax(logits.float(), dim=-1)
         at_cap = [t + 1 >= cap_of[i] for i in alive]
         if any(at_cap):
-            logp = _force_eos(logp, torch.tensor(at_cap, device=device), eos)
+            logp = force_eos(logp, torch.tensor(at_cap, device=device), eos)
         best, prev = logp.max(dim=-1)
         score += best
         tokens = torch.cat([tokens, prev.unsqueeze(1)], dim=1)
@@ -131,8 +131,8 @@ def greedy_search(
         index = _index(leave, device)
         left_tokens, left_scores = tokens.index_select(0, index).tolist(), score.index_select(0, index).tolist()
         for row, toks, sc in zip(leave, left_tokens, left_scores, strict=True):
-            toks = _strip(toks, eos)
-            weights = _cut_attention(history[row], toks, src_lens[alive[row]]) if history is not None else None
+            toks = strip(toks, eos)
+            weights = cut_attention(history[row], toks, src_lens[alive[row]]) if history is not None else None
             out[alive[row]] = Hypothesis(toks, sc, weights)
         stay = [row for row in range(len(alive)) if not (ended[row] or at_cap[row])]
         if stay:
@@ -234,8 +234,8 @@ def _nbest(beams: _Beams, sentence: int, src_len: int, alpha: float, nbest: int,
     history = beams.history[rows] if beams.history is not None else None
     hyps = []
     for j in order:
-        toks = _strip(token_rows[j], eos)
-        weights = _cut_attention(history[j], toks, src_len) if history is not None else None
+        toks = strip(token_rows[j], eos)
+        weights = cut_attention(history[j], toks, src_len) if history is not None else None
         hyps.append(Hypothesis(toks, float(final[j]), weights))
     return hyps
 
@@ -260,7 +260,7 @@ def beam_search(
     """
     batch, k, device = src.size(0), beam_size, src.device
     memory, state = model.encode(src, lengths)
-    state = _repeat(state, k)  # (N, ·); memory and its projected keys stay one row per sentence (B, S, ·)
+    state = repeat(state, k)  # (N, ·); memory and its projected keys stay one row per sentence (B, S, ·)
     beams = _Beams(batch, k, caps.tolist(), device, bos)
     src_lens = lengths.tolist()
     out: list[list[Hypothesis]] = [[] for _ in range(batch)]

@@ -26,13 +26,13 @@ from torch import Tensor, nn
 
 from seq2seq_rnn.data.tokenizer import BOS_ID, EOS_ID, PAD_ID
 from seq2seq_rnn.errors import ConfigError, Seq2SeqError
+from seq2seq_rnn.inference.translator import Translator
 from seq2seq_rnn.model import Seq2Seq
 from seq2seq_rnn.nn.decoder import Memory
-from seq2seq_rnn.rundir import check_output_folder
-from seq2seq_rnn.translator import Translator
+from seq2seq_rnn.run.directory import check_output_folder
 
 FORMATS = ("torchscript", "onnx")
-SCRIPT = Path(__file__).with_name("export_template.py")
+SCRIPT = Path(__file__).with_name("template.py")
 
 
 class ExportError(Seq2SeqError):

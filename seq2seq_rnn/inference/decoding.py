@@ -19,8 +19,8 @@ from seq2seq_rnn.config import DecodeConfig
 from seq2seq_rnn.data.batching import collate, sentence_batches
 from seq2seq_rnn.data.tokenizer import BOS_ID, EOS_ID, SubwordTokenizer
 from seq2seq_rnn.errors import ConfigError
-from seq2seq_rnn.progress import progress
-from seq2seq_rnn.search import Decodable, Hypothesis, beam_search, greedy_search, max_lengths
+from seq2seq_rnn.inference.search import Decodable, Hypothesis, beam_search, greedy_search, max_lengths
+from seq2seq_rnn.progress_bar import progress
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ def resolve_device(name: str, setting: str = "train.device") -> torch.device:
     return torch.device(name)
 
 
-def settings(
+def with_overrides(
     decode: DecodeConfig,
     beam_size: int | None = None,
     batch_size: int | None = None,
@@ -66,11 +66,12 @@ def decode_batches(lengths: Sequence[int], batch_size: int, beam_size: int) -> l
     return sentence_batches(lengths, max(1, min(batch_size, MAX_BEAM_ROWS // max(1, beam_size))))
 
 
-def check_beam(beam_size: int, vocab_size: int) -> None:
-    """A beam wider than the target vocabulary could never be filled: refuse it."""
+def check_beam(beam_size: int, vocab_size: int, key: str = "beam size") -> None:
+    """A beam wider than the target vocabulary could never be filled: refuse it (the one place
+    this rule lives; ``key`` names the setting, e.g. ``decode.beam_size``)."""
     if beam_size > vocab_size:
         raise ConfigError(
-            f"beam size {beam_size} is larger than the target vocabulary ({vocab_size} subwords), so some beams "
+            f"{key} {beam_size} is larger than the target vocabulary ({vocab_size} subwords), so some beams "
             f"could never be filled; use a beam of at most {vocab_size}"
         )
 

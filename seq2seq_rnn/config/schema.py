@@ -8,36 +8,25 @@ work starts. This module imports neither torch nor any optional framework.
 
 from __future__ import annotations
 
-import re
-import reprlib
-from pathlib import Path
-from typing import Annotated, Any, Literal, get_args, get_origin
+from typing import Annotated, Any, Literal
 
 import pydantic
 import yaml
+import yaml.reader
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from seq2seq_rnn.components import ATTENTIONS, CELLS
-from seq2seq_rnn.errors import ConfigError
-from seq2seq_rnn.registry import BUILTIN, did_you_mean, import_modules
-
-# Upper bounds a real run could use; beyond them a value is a typo (or hostile), refused at validation.
-MAX_COUNT = 10**9  # steps, epochs, patience, limits
-MAX_WIDTH = 16_384  # embedding and hidden sizes
-MAX_BEAM = 1024
-MAX_WORKERS = 10_000
-MAX_RECURRENT_PARAMETERS = 10**9  # what the sizes and layers of a model may add up to
-
-
-class Section(BaseModel):
-    """Base of every recipe section: unknown keys, type coercion, inf and nan are errors."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
-
-
-def probability(default: float) -> Any:
-    return Field(default=default, ge=0.0, lt=1.0)
+from seq2seq_rnn.config.base import (
+    MAX_BEAM,
+    MAX_COUNT,
+    MAX_RECURRENT_PARAMETERS,
+    MAX_WIDTH,
+    Section,
+    probability,
+)
+from seq2seq_rnn.config.sweep import ScalingConfig, SweepConfig
+from seq2seq_rnn.registry import BUILTIN
 
 
 # --------------------------------------------------------------------- data
@@ -373,102 +362,6 @@ class EvaluateConfig(Section):
     lowercase: bool = False
 
 
-# ------------------------------------------------------- scaling and sweeps
-class ScalingConfig(Section):
-    """Data-parallel training on a Ray cluster (``seq2seq-rnn train --workers``); needs ``seq2seq_rnn[ray]``."""
-
-    workers: int = Field(
-        default=1, ge=1, le=MAX_WORKERS, description="data-parallel workers; 1 = a plain single process"
-    )
-    gpus_per_worker: float = Field(
-        default=0.0, ge=0.0, le=64.0, description="0 = CPU workers (gloo); else NCCL on GPUs"
-    )
-    cpus_per_worker: float = Field(default=1.0, gt=0.0, le=1024.0)
-    address: str | None = Field(default=None, description="Ray cluster to join; default: RAY_ADDRESS, else a local one")
-    storage_path: str | None = Field(
-        default=None, description="Ray checkpoints: a shared folder or s3://… URI for multi-node; default: RUN_DIR/ray"
-    )
-    max_failures: int = Field(
-        default=0, ge=-1, le=MAX_COUNT, description="worker-group restarts from the last checkpoint; -1 = ∞"
-    )
-
-
-class SearchDomain(Section):
-    """One swept value: exactly one of the keys below."""
-
-    choice: list[Any] | None = Field(default=None, min_length=1, description="sample one of the values")
-    grid: list[Any] | None = Field(default=None, min_length=1, description="every value (× num_samples)")
-    uniform: list[float] | None = Field(default=None, min_length=2, max_length=2, description="[low, high]")
-    loguniform: list[float] | None = Field(default=None, min_length=2, max_length=2, description="[low, high], > 0")
-    randint: list[int] | None = Field(default=None, min_length=2, max_length=2, description="[low, high), integers")
-
-    @model_validator(mode="after")
-    def _exactly_one(self) -> SearchDomain:
-        given = [k for k in type(self).model_fields if getattr(self, k) is not None]
-        if len(given) != 1:
-            raise ValueError(f"give exactly one of {', '.join(type(self).model_fields)} (got {given or 'none'})")
-        bounds = self.uniform or self.loguniform or self.randint
-        if bounds is not None and not bounds[0] < bounds[1]:
-            raise ValueError(f"{given[0]}: low must be below high (got {bounds})")
-        if self.loguniform is not None and self.loguniform[0] <= 0:
-            raise ValueError(f"loguniform: low must be > 0 (got {self.loguniform})")
-        return self
-
-
-class SweepSchedulerConfig(Section):
-    """Trial scheduler; times count validations (``train.validate_every`` steps each)."""
-
-    type: Literal["asha", "fifo"] = "asha"
-    grace_period: int = Field(default=1, ge=1, le=MAX_COUNT, description="validations before ASHA may stop a trial")
-    reduction_factor: float = Field(default=2.0, gt=1.0, le=100.0)
-    max_t: int = Field(default=100, ge=1, le=MAX_COUNT, description="validations; ASHA's last rung")
-
-
-class TrialResources(Section):
-    workers: int = Field(
-        default=1, ge=1, le=MAX_WORKERS, description="> 1: each trial is a data-parallel Ray Train run"
-    )
-    cpus_per_worker: float = Field(default=1.0, gt=0.0, le=1024.0)
-    gpus_per_worker: float = Field(default=0.0, ge=0.0, le=64.0)
-
-
-class SweepConfig(Section):
-    """``seq2seq-rnn tune``: a search space over dotted recipe keys.
-
-    A key may name several comma-separated paths that take the same value,
-    e.g. ``model.decoder.embedding_size,model.decoder.hidden_size``.
-    """
-
-    space: dict[str, SearchDomain] = Field(min_length=1)
-    num_samples: int = Field(
-        default=1, ge=1, le=1_000_000, description="samples of the space (each grid point this often)"
-    )
-    metric: Literal["val_bleu", "val_chrf", "val_loss", "best_val_bleu"] = "val_bleu"
-    mode: Literal["max", "min"] | None = Field(default=None, description="default: min for val_loss, else max")
-    scheduler: SweepSchedulerConfig = Field(default_factory=SweepSchedulerConfig)
-    resources: TrialResources = Field(default_factory=TrialResources)
-    max_concurrent_trials: int = Field(default=0, ge=0, le=MAX_WORKERS, description="0 = as many as the cluster fits")
-    max_failures: int = Field(
-        default=0, ge=-1, le=MAX_COUNT, description="retries of a failed trial from its checkpoint"
-    )
-
-    @field_validator("space")
-    @classmethod
-    def _dotted_keys(cls, space: dict[str, SearchDomain]) -> dict[str, SearchDomain]:
-        for key in space:
-            for path in key.split(","):
-                parts = path.strip().split(".")
-                if not all(parts):
-                    raise ValueError(f"{key!r}: expected dotted recipe keys such as train.optimizer.lr")
-                if parts[0] in ("sweep", "scaling"):
-                    raise ValueError(f"{key!r}: the sweep cannot vary its own settings (sweep.*, scaling.*)")
-        return space
-
-    @property
-    def resolved_mode(self) -> str:
-        return self.mode or ("min" if self.metric == "val_loss" else "max")
-
-
 class Recipe(Section):
     name: str = Field(default="experiment", description="names the default run folder, runs/<name>")
     seed: int = Field(default=1, ge=0, le=2**32 - 1, description="0 … 2**32 - 1")
@@ -511,217 +404,3 @@ class Recipe(Section):
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
-
-
-# ------------------------------------------------------------------ loading
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that reads ``1e-3`` as a float (YAML 1.2), not a string."""
-
-
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:\d[\d_]*)?(?:\.\d*)?[eE][-+]?\d+$"),
-    list("-+0123456789."),
-)
-
-
-# A recipe is a few hundred values. YAML aliases can make a 1 KB document expand to 10**9
-# values ("billion laughs"): everything downstream (validation, error messages) would walk them.
-MAX_RECIPE_BYTES = 200_000
-MAX_YAML_NODES = 50_000  # values after alias expansion
-MAX_YAML_DEPTH = 64
-
-
-def parse_yaml(text: str, source: str) -> Any:
-    """Safe-load ``text``, refusing documents that are too large, too deep or expand too much."""
-    if len(text) > MAX_RECIPE_BYTES:
-        raise ConfigError(f"{source}: more than {MAX_RECIPE_BYTES:,} characters; a recipe is a few KB")
-    loader = _Loader(text)
-    try:
-        node = loader.get_single_node()
-        if node is None:
-            return None
-        _check_expansion(node, source)
-        return loader.construct_document(node)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{source}: invalid YAML: {_shorten(str(exc), 500)}") from None
-    except RecursionError:
-        raise ConfigError(f"{source}: invalid YAML: nested more than {MAX_YAML_DEPTH} levels deep") from None
-    finally:
-        loader.dispose()
-
-
-def _check_expansion(root: yaml.Node, source: str) -> None:
-    """Count the values ``root`` stands for with every alias expanded, without expanding them."""
-    sizes: dict[int, int] = {}
-
-    def size(node: yaml.Node, depth: int, path: tuple[int, ...]) -> int:
-        if id(node) in path:
-            raise ConfigError(f"{source}: a YAML alias refers to a value that contains it (a cycle)")
-        if depth > MAX_YAML_DEPTH:
-            raise ConfigError(f"{source}: invalid YAML: nested more than {MAX_YAML_DEPTH} levels deep")
-        if id(node) not in sizes:
-            if isinstance(node, yaml.SequenceNode):
-                children = list(node.value)
-            elif isinstance(node, yaml.MappingNode):
-                children = [item for pair in node.value for item in pair]
-            else:
-                children = []
-            inner = (*path, id(node))
-            total = 1 + sum(size(child, depth + 1, inner) for child in children)
-            if total > MAX_YAML_NODES:
-                raise ConfigError(
-                    f"{source}: the YAML expands to more than {MAX_YAML_NODES:,} values (through aliases "
-                    "such as *name); a recipe has a few hundred"
-                )
-            sizes[id(node)] = total
-        return sizes[id(node)]
-
-    size(root, 0, ())
-
-
-def _shorten(text: str, limit: int = 80) -> str:
-    return text if len(text) <= limit else f"{text[: limit - 25]}… ({len(text):,} characters)"
-
-
-_ECHO = reprlib.Repr()  # echoes of user input in messages: a few elements, a few dozen characters
-_ECHO.maxstring = _ECHO.maxother = _ECHO.maxlong = 60
-_ECHO.maxlist = _ECHO.maxdict = _ECHO.maxset = _ECHO.maxtuple = 5
-_ECHO.maxlevel = 2
-
-
-def parse_override(item: str) -> tuple[list[str], Any]:
-    """``"model.encoder.cell=gru"`` → (["model", "encoder", "cell"], "gru")."""
-    key, sep, raw = item.partition("=")
-    if not sep or not key.strip() or any(not p for p in key.strip().split(".")):
-        raise ConfigError(f"--set {_ECHO.repr(item)}: expected KEY=VALUE with a dotted KEY, e.g. train.max_steps=200")
-    return key.strip().split("."), parse_yaml(raw, f"--set {key}") if raw.strip() else ""
-
-
-def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    for item in overrides:
-        path, value = parse_override(item)
-        node = raw
-        for depth, part in enumerate(path[:-1]):
-            child = node.get(part)
-            if child is None:
-                child = node[part] = {}
-            if not isinstance(child, dict):
-                where = ".".join(path[: depth + 1])
-                raise ConfigError(f"--set {_ECHO.repr(item)}: {_shorten(where)} is a value, not a section")
-            node = child
-        node[path[-1]] = value
-    return raw
-
-
-def _section_fields(loc: tuple[Any, ...]) -> list[str]:
-    """Field names of the section at ``loc`` (for 'did you mean' hints)."""
-    model: Any = Recipe
-    for part in loc:
-        field = model.model_fields.get(part) if isinstance(part, str) else None
-        if field is None:
-            return []
-        annotation = field.annotation
-        if get_origin(annotation) is not None:  # X | None
-            annotation = next((a for a in get_args(annotation) if isinstance(a, type)), None)
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
-            return []
-        model = annotation
-    return sorted(model.model_fields)
-
-
-def format_validation_error(exc: pydantic.ValidationError, source: str) -> str:
-    lines = []
-    for err in exc.errors():
-        loc = tuple(p for p in err["loc"] if p not in ("function-after",))
-        path = _shorten(".".join(str(p) for p in loc)) or "<recipe>"
-        if err["type"] == "extra_forbidden":
-            valid = _section_fields(loc[:-1])
-            hint = did_you_mean(str(loc[-1]), valid) if len(str(loc[-1])) <= 80 else ""
-            lines.append(f"{path}: unknown key{hint}. Valid keys: {', '.join(valid)}")
-            continue
-        if err["type"] == "cell_options":  # the cell's own options model: one line per option, dotted
-            valid = err["ctx"]["valid"]
-            for sub in err["ctx"]["errors"]:
-                where = _shorten(".".join(str(p) for p in (*loc, "cell_options", *sub["loc"])))
-                if sub["type"] == "extra_forbidden":
-                    hint = did_you_mean(str(sub["loc"][-1]), valid) if len(str(sub["loc"][-1])) <= 80 else ""
-                    lines.append(
-                        f"{where}: unknown option of cell {err['ctx']['cell']!r}{hint}. "
-                        f"Valid options: {', '.join(valid) or 'none'}"
-                    )
-                    continue
-                got = f" (got {_ECHO.repr(sub['input'])})" if sub["type"] not in ("missing",) else ""
-                lines.append(f"{where}: {_shorten(sub['msg'], 600)}{got}")
-            continue
-        message = _shorten(err["msg"].removeprefix("Value error, "), 600)  # it may quote the input
-        got = f" (got {_ECHO.repr(err['input'])})" if err["type"] not in ("missing", "value_error") else ""
-        lines.append(f"{path}: {message}{got}")
-    return f"{source}: invalid recipe\n  " + "\n  ".join(lines)
-
-
-def validate_recipe(raw: Any, source: str = "<recipe>") -> Recipe:
-    if raw is None:
-        raise ConfigError(f"{source}: the recipe is empty")
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{source}: a recipe must be a mapping of sections, got {type(raw).__name__}")
-    plugins = raw.get("plugins")
-    if isinstance(plugins, list) and all(isinstance(p, str) for p in plugins):  # else validation says what is wrong
-        import_modules(plugins, f"{source}: plugins")
-    try:
-        return Recipe.model_validate(raw)
-    except pydantic.ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, source)) from None
-
-
-def resolve_plugin(spec: str, base_dir: Path) -> str:
-    """A ``.py`` file relative to ``base_dir`` becomes absolute; module names stay."""
-    if spec.endswith(".py") and not Path(spec).expanduser().is_absolute():
-        return str((base_dir / spec).resolve())
-    return spec
-
-
-def resolve_paths(raw: dict[str, Any], base_dir: Path) -> dict[str, Any]:
-    """Make relative data paths and ``plugins`` files absolute (relative to the recipe's folder)."""
-    plugins = raw.get("plugins")
-    if isinstance(plugins, list):
-        raw["plugins"] = [resolve_plugin(p, base_dir) if isinstance(p, str) else p for p in plugins]
-    data = raw.get("data")
-    if not isinstance(data, dict):
-        return raw
-    if data.get("format") == "hub":  # a local dataset folder next to the recipe; else a hub name
-        name = data.get("hub_name")
-        if isinstance(name, str) and not Path(name).expanduser().is_absolute() and (base_dir / name).exists():
-            data["hub_name"] = str((base_dir / name).resolve())
-        return raw
-    for split in ("train", "validation", "test"):
-        spec = data.get(split)
-        if not isinstance(spec, dict):
-            continue
-        for key in ("source", "target", "path"):
-            value = spec.get(key)
-            if isinstance(value, str) and not Path(value).expanduser().is_absolute():
-                spec[key] = str((base_dir / value).resolve())
-    return raw
-
-
-def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
-    """Read, override and validate a recipe file; data paths become absolute."""
-    path = Path(path)
-    if path.is_dir():
-        raise ConfigError(f"{path} is a folder, not a recipe file")
-    try:
-        with path.open(encoding="utf-8") as handle:  # a bounded read: the path may be a device or a FIFO
-            text = handle.read(MAX_RECIPE_BYTES + 1)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such recipe file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read the recipe: {exc}") from None
-    raw = parse_yaml(text, str(path))
-    if raw is None:
-        raise ConfigError(f"{path}: the recipe is empty")
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: a recipe must be a mapping of sections, got {type(raw).__name__}")
-    raw = apply_overrides(raw, overrides or [])
-    raw = resolve_paths(raw, path.resolve().parent)
-    return validate_recipe(raw, str(path))

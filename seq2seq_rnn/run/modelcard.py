@@ -7,6 +7,8 @@ can also be called on an older run.
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import platform
 import shlex
@@ -15,11 +17,13 @@ from typing import Any
 
 import torch
 
-from seq2seq_rnn.checkpoint import load_checkpoint, write_text_atomic
 from seq2seq_rnn.config import Recipe, SplitConfig
 from seq2seq_rnn.errors import CheckpointError
 from seq2seq_rnn.evaluate import read_scores
-from seq2seq_rnn.rundir import RunDir
+from seq2seq_rnn.run.checkpoint import load_checkpoint, write_text_atomic
+from seq2seq_rnn.run.directory import RunDir
+
+log = logging.getLogger(__name__)
 
 
 def hardware() -> str:
@@ -81,7 +85,7 @@ def _progress(run: RunDir) -> dict[str, Any]:
 
 
 def _parameters(run: RunDir, recipe: Recipe) -> str:
-    from seq2seq_rnn.translator import Translator
+    from seq2seq_rnn.inference.translator import Translator
 
     try:
         model = Translator.load(run.path, "last", "cpu").model
@@ -115,21 +119,38 @@ def _cell(signature: str) -> str:
 
 def _scores(run: RunDir, metrics: list[dict[str, Any]], beam: int) -> list[str]:
     lines = ["| what | BLEU | chrF | sentences | how | signatures |", "|---|---|---|---|---|---|"]
-    validations = [m for m in metrics if "val_bleu" in m]
+    validations = [m for m in metrics if _number(m.get("val_bleu"))]
     if validations:
         best = max(validations, key=lambda m: m["val_bleu"])
         lines.append(
             f"| best validation (step {best['step']}) | {best['val_bleu']:.2f} "
-            f"| {best.get('val_chrf', float('nan')):.2f}"
+            f"| {best['val_chrf'] if _number(best.get('val_chrf')) else float('nan'):.2f}"
             f" | | beam {beam} (train.validation_beam_size) | {_cell(best.get('bleu_signature', ''))} |"
         )
+    skipped = []
     for name, s in read_scores(run.scores).items():
-        how = f"{s.get('checkpoint', '?')} checkpoint, beam {s.get('beam_size', '?')}"
+        if not isinstance(s, dict) or not _number(s.get("bleu")) or not _number(s.get("chrf")):
+            skipped.append(name)  # edited by hand or by another tool: the card is still written
+            continue
+        how = f"{_text(s.get('checkpoint', '?'))} checkpoint, beam {_text(s.get('beam_size', '?'))}"
         lines.append(
-            f"| {s.get('split', name)} | {s['bleu']:.2f} | {s['chrf']:.2f} | {s.get('n', '')} | {how} "
-            f"| {_cell(s.get('bleu_signature', ''))}<br>{_cell(s.get('chrf_signature', ''))} |"
+            f"| {_text(s.get('split', name))} | {s['bleu']:.2f} | {s['chrf']:.2f} | {_text(s.get('n', ''))} | {how} "
+            f"| {_cell(_text(s.get('bleu_signature', '')))}<br>{_cell(_text(s.get('chrf_signature', '')))} |"
         )
-    return lines if len(lines) > 2 else ["No scores recorded yet."]
+    if skipped:
+        log.warning("%s: %d entries without numeric bleu/chrf left out of the model card", run.scores, len(skipped))
+    out = lines if len(lines) > 2 else ["No scores recorded yet."]
+    return out + ([f"\n{len(skipped)} entries of scores.json without numeric scores are not shown."] if skipped else [])
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _text(value: Any) -> str:
+    """A table cell from a value that should be text: one line, ``|`` escaped."""
+    text = value if isinstance(value, str | int | float) else json.dumps(value)
+    return str(text).replace("\n", " ").replace("|", "\\|")
 
 
 def _duration(seconds: float) -> str:
@@ -197,6 +218,6 @@ def model_card(run_dir: Path, command: list[str] | None = None) -> str:
 
 def write_model_card(run_dir: Path, command: list[str] | None = None) -> Path:
     """Write RUN_DIR/README.md; returns its path."""
-    path = Path(run_dir) / "README.md"
+    path = RunDir(Path(run_dir)).model_card
     write_text_atomic(path, model_card(run_dir, command))
     return path

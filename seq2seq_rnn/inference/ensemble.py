@@ -79,7 +79,7 @@ class Ensemble(nn.Module):
 
 def average_checkpoints(paths: Sequence[Path], output: Path) -> Path:
     """Write the mean of several checkpoints' model weights as a new checkpoint."""
-    from seq2seq_rnn.checkpoint import load_checkpoint, save_checkpoint
+    from seq2seq_rnn.run.checkpoint import load_checkpoint, save_checkpoint
 
     if not paths:
         raise CheckpointError("no checkpoints to average")

@@ -1,6 +1,7 @@
 """The plain searches: every row steps until the whole batch is done.
 
-Kept as the reference that the live-work searches in :mod:`seq2seq_rnn.search`
+Kept (with the tests, out of the package) as the reference that the live-work searches in
+:mod:`seq2seq_rnn.inference.search`
 must equal hypothesis for hypothesis (tests/test_search.py) and as the "before"
 of ``tools/bench.py --only decode``. Do not use them to translate: they spend
 output-layer work on finished hypotheses and keep finished sentences stepping.
@@ -11,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from seq2seq_rnn.search import Decodable, Hypothesis, _cut_attention, _force_eos, _repeat, _strip, length_penalty
+from seq2seq_rnn.inference.search import Decodable, Hypothesis, cut_attention, force_eos, length_penalty, repeat, strip
 
 
 @torch.no_grad()
@@ -33,7 +34,7 @@ def plain_greedy_search(
         logits, state, attn = model.decode_step(prev, state, memory)
         if attention and attn is not None:
             weights.append(attn)  # (B, S)
-        logp = _force_eos(torch.log_softmax(logits.float(), dim=-1), t + 1 >= caps, eos)
+        logp = force_eos(torch.log_softmax(logits.float(), dim=-1), t + 1 >= caps, eos)
         best, prev = logp.max(dim=-1)
         prev = prev.masked_fill(done, eos)
         score += best.masked_fill(done, 0.0)
@@ -43,11 +44,11 @@ def plain_greedy_search(
             break
     rows = torch.stack(out, dim=1).tolist()  # (B, T)
     history = torch.stack(weights, dim=1) if weights else None  # (B, T, S)
-    hyps = [Hypothesis(_strip(r, eos), s) for r, s in zip(rows, score.tolist(), strict=True)]
+    hyps = [Hypothesis(strip(r, eos), s) for r, s in zip(rows, score.tolist(), strict=True)]
     if history is None:
         return hyps
     src_lens = lengths.tolist()
-    return [h._replace(attention=_cut_attention(history[b], h.tokens, src_lens[b])) for b, h in enumerate(hyps)]
+    return [h._replace(attention=cut_attention(history[b], h.tokens, src_lens[b])) for b, h in enumerate(hyps)]
 
 
 @torch.no_grad()
@@ -69,7 +70,7 @@ def plain_beam_search(
     """
     batch, k, device = src.size(0), beam_size, src.device
     memory, state = model.encode(src, lengths)
-    memory, state = _repeat(memory, k), _repeat(state, k)
+    memory, state = repeat(memory, k), repeat(state, k)
     scores = torch.full((batch, k), float("-inf"), device=device)
     scores[:, 0] = 0.0  # only one live beam at the start
     tokens = torch.full((batch * k, 1), bos, dtype=torch.long, device=device)
@@ -80,7 +81,7 @@ def plain_beam_search(
     history: Tensor | None = None  # (B·K, t, S) attention of each live hypothesis, when requested
     for t in range(int(caps.max())):
         logits, state, attn = model.decode_step(tokens[:, -1], state, memory)
-        logp = _force_eos(torch.log_softmax(logits.float(), dim=-1), t + 1 >= caps, eos)  # (B·K, V)
+        logp = force_eos(torch.log_softmax(logits.float(), dim=-1), t + 1 >= caps, eos)  # (B·K, V)
         logp[finished] = float("-inf")
         logp[finished, eos] = 0.0
         vocab = logp.size(1)
@@ -106,8 +107,8 @@ def plain_beam_search(
     for b in range(batch):
         hyps = []
         for j in order[b].tolist():
-            row = _strip(token_rows[b * k + j], eos)
-            weights = _cut_attention(history[b * k + j], row, src_lens[b]) if history is not None else None
+            row = strip(token_rows[b * k + j], eos)
+            weights = cut_attention(history[b * k + j], row, src_lens[b]) if history is not None else None
             hyps.append(Hypothesis(row, float(final[b, j]), weights))
         out.append(hyps)
     return out

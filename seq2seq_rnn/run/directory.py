@@ -10,7 +10,16 @@ RUN_DIR/
   metrics.jsonl        one JSON object per logged step or validation (read with read_metrics)
   data.json            pair counts as loaded: read, kept, dropped (for the model card)
   train.log            the training log
+  checkpoints/step-*.pt  weights of the newest validations (train.keep_checkpoints), for averaging
+  checkpoints/averaged.pt  ``seq2seq-rnn average``'s default output
+  tensorboard/         TensorBoard event files (train.tensorboard: true)
+  ray_train.json       where a Ray Train run keeps its checkpoints ({"storage_path", "name"})
+  ray/                 those checkpoints, by default (scaling.storage_path)
   scores.json          every evaluate/test score with its provenance
+  README.md            the model card (written at the end of ``seq2seq-rnn train``)
+  plots/               ``seq2seq-rnn plot``'s default output
+
+A Ray checkpoint is a snapshot of the files :meth:`RunDir.snapshot_files` names.
 
 Why a marker: ``--output-dir .`` or a typo must never overwrite a user's
 README.md or delete a folder called ``tokenizer/``. A folder is written to only
@@ -38,9 +47,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from seq2seq_rnn.checkpoint import write_text_atomic
 from seq2seq_rnn.config import Recipe, load_recipe
 from seq2seq_rnn.errors import CheckpointError, RunDirError, UsageError
+from seq2seq_rnn.run.checkpoint import write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +103,10 @@ class RunDir:
     def data_counts(self) -> Path:
         return self.path / "data.json"
 
-    def read_metrics(self) -> list[dict[str, Any]]:
+    def read_metrics(self, required: bool = False) -> list[dict[str, Any]]:
+        """The rows of metrics.jsonl (see :func:`read_metrics`); ``required``: a run without one is an error."""
+        if required and not self.metrics.exists():  # a folder there: read_metrics names it
+            raise CheckpointError(f"{self.path}: no metrics.jsonl (is it a run directory that has trained?)")
         return read_metrics(self.metrics)
 
     def read_data_counts(self) -> dict[str, Any]:
@@ -114,6 +126,38 @@ class RunDir:
     @property
     def scores(self) -> Path:
         return self.path / "scores.json"
+
+    @property
+    def averaged(self) -> Path:
+        return self.checkpoints / "averaged.pt"
+
+    @property
+    def tensorboard(self) -> Path:
+        return self.path / "tensorboard"
+
+    @property
+    def ray_state(self) -> Path:
+        return self.path / "ray_train.json"
+
+    @property
+    def ray_storage(self) -> Path:
+        return self.path / "ray"
+
+    @property
+    def model_card(self) -> Path:
+        return self.path / "README.md"
+
+    @property
+    def plots(self) -> Path:
+        return self.path / "plots"
+
+    def snapshot_files(self, with_state: bool = True) -> list[Path]:
+        """The files that travel with a Ray snapshot of this run, those that exist: recipe.yaml and
+        tokenizer/ (what every rank needs) and, ``with_state``, the training state."""
+        files = [self.recipe, *sorted(self.tokenizer.glob("*"))]
+        if with_state:
+            files += [self.marker, self.metrics, self.data_counts, self.log, self.last, self.best]
+        return [f for f in files if f.is_file()]
 
     def step_checkpoint(self, step: int) -> Path:
         return self.checkpoints / f"step-{step:08d}.pt"
@@ -157,6 +201,7 @@ class RunDir:
             raise RunDirError(f"{path} is a file, not a folder; choose another --output-dir")
         if self.marker.is_file():
             self._check_marker()
+            self._check_entries()
             return
         entries = sorted(p.name for p in path.iterdir()) if path.is_dir() else []
         if entries and not self.is_ours():
@@ -173,6 +218,7 @@ class RunDir:
                 "leave out --resume; to continue a run, give its folder with --output-dir"
             )
         if entries:
+            self._check_entries()
             log.info("%s: a run from before run directories carried %s; marking it", path, MARKER_NAME)
         try:
             path.mkdir(parents=True, exist_ok=True)
@@ -236,6 +282,19 @@ class RunDir:
             del _HELD[key]
             os.close(fd)  # releases the lock (the only descriptor of this file the process has open)
 
+    def _check_entries(self) -> None:
+        """Refuse a run whose files that training writes as it goes are folders or special files (a
+        ``metrics.jsonl/`` folder, a FIFO as ``train.log``): found before any work, not as a traceback
+        when the first line is appended. (scores.json and README.md are written after the work, and a
+        failure there is reported without losing what was computed.)"""
+        for path in (self.lock_file, self.recipe, self.metrics, self.data_counts, self.log):
+            if path.exists() and not path.is_file():
+                kind = "a folder" if path.is_dir() else "not a regular file"
+                raise RunDirError(
+                    f"{path} is {kind}; seq2seq_rnn keeps a file of that name in its run directory. "
+                    f"Move it out of {self.path} and run again"
+                )
+
     def _acquire(self, command: str) -> int:
         try:
             fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o666)
@@ -277,8 +336,10 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
     appended one write at a time, so a kill or a full disk can only cut the last line
     short: that line is skipped. A bad line anywhere else is a CheckpointError naming it.
     """
-    if not path.is_file():
+    if not path.exists():
         return []
+    if not path.is_file():
+        raise CheckpointError(f"{path} is {'a folder' if path.is_dir() else 'not a regular file'}, not a metrics file")
     lines = [(n, line) for n, line in enumerate(path.read_text(encoding="utf-8", errors="replace").split("\n"), 1)]
     lines = [(n, line) for n, line in lines if line.strip()]
     rows = []

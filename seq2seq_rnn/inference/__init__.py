@@ -1,0 +1,11 @@
+"""Inference: from a trained model to text.
+
+- ``search``: greedy and beam search over any model with ``encode``/``decode_step`` (``Decodable``);
+- ``decoding``: decode settings, batching by length, subword ids ↔ text around the searches;
+- ``quantize``: dynamic int8 weights for CPU decoding;
+- ``ensemble``: several checkpoints decoded as one model (averaged probabilities);
+- ``translator``: ``Translator``, the public facade that loads a run directory and translates.
+
+Nothing is imported here, so that training can decode (``search``, ``decoding``) without
+loading the facade.
+"""
