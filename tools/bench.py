@@ -192,6 +192,7 @@ def bench_cells(args: argparse.Namespace) -> dict[str, Any]:
     set_hoisting(True)
     for name, *_ in cells[1:]:
         out[f"{name}_over_builtin"] = out[f"{name}_seconds"] / out["builtin_lstm_seconds"]
+    out.update(_bench_plugin().run_parts(args))  # issue 23: fp32/bf16, before/after, whole model, beam 5
     out.update(bench_parallel_cells(args))
     return out
 
@@ -374,6 +375,13 @@ def bench_parallel_cells(args: argparse.Namespace) -> dict[str, Any]:
     out["goal_all_parallel_model_2x"] = out["train_mingru_over_lstm"] >= 2  # the all-parallel recipe
     out["goal_ssru_decoder_beam5_1_5x"] = out["beam5_lstm_over_ssru_decoder"] >= 1.5
     return out
+
+
+def _bench_plugin() -> Any:
+    sys.path.insert(0, str(ROOT / "tools"))
+    import bench_plugin
+
+    return bench_plugin
 
 
 def _plain_decode(model: Any, ids: list[list[int]], decode: Any, device: Any) -> list[list[Any]]:
@@ -562,6 +570,7 @@ def main() -> int:
     parser.add_argument("--data-sizes", default="30k,300k,3M", help="--only data: corpus sizes in pairs")
     parser.add_argument("--data-ray-sizes", default="30k,300k", help="--only data: sizes with a 2-worker Ray run")
     parser.add_argument("--data-work", default=str(ROOT / "runs" / "bench-data"), help="--only data: scratch folder")
+    _bench_plugin().add_arguments(parser)
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args, _ = parser.parse_known_args()
     if args.child:

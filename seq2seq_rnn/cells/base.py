@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from seq2seq_rnn.cells.hoist import HoistedCell, agrees, hoist, hoisted_loop
+from seq2seq_rnn.cells.hoist import HoistedCell, agrees, hoist, hoisted_loop, step_plan
 from seq2seq_rnn.cells.loop import masked_steps
 from seq2seq_rnn.config import CellOptions, validate_cell_options
 from seq2seq_rnn.errors import ConfigError, PluginError, PluginExit, describe_exit
@@ -94,7 +94,9 @@ class RecurrentCell(nn.Module):
         final state is the state after its last real token.
         """
         plan = self.__dict__.get("_hoisted_plan", False)
-        if plan is False:  # first call: try once to hoist the input-only work out of the loop
+        if plan is False and _tracing():
+            plan = None  # decided on a later, untraced call
+        elif plan is False:  # first call: try once to hoist the input-only work out of the loop
             plan = _plan_for(self, len(state))
             object.__setattr__(self, "_hoisted_plan", plan)  # not a submodule: no duplicate parameters
         if plan is None or not _HOISTING[0]:
@@ -105,6 +107,21 @@ class RecurrentCell(nn.Module):
         """Only the outputs (B, T, H) of :meth:`forward_sequence` (zero past each length), for callers
         that drop the final state (the encoder): a cell may compute them faster than the full result."""
         return self.forward_sequence(x, state, lengths)[0]
+
+    def forward_step(self, x: Tensor, state: State) -> tuple[Tensor, State]:
+        """One step as the step-by-step decoder and beam search run it: :meth:`forward`,
+        through a traced copy with its linear products on oneDNN where that was
+        checked to compute the same (``hoist.step_plan``); cells may override."""
+        if not _HOISTING[0] or _tracing():  # exports record the cell's own forward
+            return self(x, state)
+        plan = self.__dict__.get("_step_plan", False)
+        if plan is False:
+            plan = step_plan(self, len(state))
+            object.__setattr__(self, "_step_plan", plan)
+        if plan is None:
+            return self(x, state)
+        h, new_state = plan(x, state)
+        return h, tuple(new_state)
 
     def reset_parameters_for(self, recurrent: str, forget_bias: float) -> None:
         """Recurrent initialisation hook; the model first sets every weight to
@@ -140,6 +157,11 @@ def _reporting_exit(fn: Callable[..., Any], method: str) -> Callable[..., Any]:
 
 
 _HOISTING = [True]  # a switch for tests and benchmarks
+
+
+def _tracing() -> bool:
+    """Inside TorchScript/ONNX tracing or torch.compile: no plan is built (its checks run autograd)."""
+    return torch.jit.is_tracing() or torch.compiler.is_compiling()
 
 
 def set_hoisting(enabled: bool) -> None:

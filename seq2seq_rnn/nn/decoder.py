@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from seq2seq_rnn.cells import CellFactory, State
+from seq2seq_rnn.cells.fast import deferred_weight_grads
 from seq2seq_rnn.config import AttentionConfig, DecoderConfig
 from seq2seq_rnn.nn.attention import build_attention
 from seq2seq_rnn.nn.dropout import SequenceDropout
@@ -113,7 +114,7 @@ class Decoder(nn.Module):
         layer_masks = iter(masks)
 
         def run(layer: int, inp: Tensor) -> Tensor:
-            h, s = self.cells[layer](inp, states[layer])
+            h, s = self.cells[layer].forward_step(inp, states[layer])
             new_states.append(s)
             return h
 
@@ -166,9 +167,10 @@ class Decoder(nn.Module):
         if self.input_feeding or not self.fused:
             masks = self._sequence_masks(tgt_in.size(0), mem.memory)  # one per sequence, reused at every step
             logits = []
-            for t in range(tgt_in.size(1)):
-                step_logits, flat, _ = self._step(tgt_in[:, t], flat, mem, masks)
-                logits.append(step_logits)
+            with deferred_weight_grads():  # plugin cells: a weight's gradient summed once over the T steps
+                for t in range(tgt_in.size(1)):
+                    step_logits, flat, _ = self._step(tgt_in[:, t], flat, mem, masks)
+                    logits.append(step_logits)
             stacked = torch.stack(logits, dim=1)
             return stacked if keep is None else stacked[keep]
         states, _ = self._split(flat)
