@@ -13,7 +13,6 @@ import os
 import re
 import signal
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,6 +25,7 @@ from seq2seq_rnn.errors import (
 )
 
 if TYPE_CHECKING:
+    from seq2seq_rnn.evaluate import Evaluation
     from seq2seq_rnn.inference.translator import Translator
 
 
@@ -244,15 +244,9 @@ def _members(args: argparse.Namespace) -> list[tuple[Path, str]]:
     return list(zip(runs, checkpoints, strict=True))
 
 
-def _translator(args: argparse.Namespace) -> Translator:
-    from seq2seq_rnn.inference.translator import Translator
-
-    return Translator.load_ensemble(_members(args), args.device, args.quantize, args.precision)
-
-
 def _report(
     members: list[tuple[Path, str]],
-    split: str,
+    split: str | None,
     beam: int | None,
     device: str,
     as_json: bool,
@@ -260,25 +254,15 @@ def _report(
     precision: str = "fp32",
 ) -> None:
     """Score ``split``, print the scores, then record them (the caller holds the first run's lock)."""
-    from seq2seq_rnn.evaluate import evaluate_split, record_evaluation
-    from seq2seq_rnn.inference.translator import Translator
+    from seq2seq_rnn.evaluate import evaluate_run
 
-    translator = Translator.load_ensemble(members, device, quantize, precision)
-    scores, _ = evaluate_split(translator, split, beam)
-    beam = beam or translator.recipe.decode.beam_size
-    what = members[0][1] if len(members) == 1 else f"ensemble of {len(members)}"
-    weights = "" if translator.precision == "fp32" else f", {translator.precision}"
-    _print_scores(f"{split} ({what} checkpoint, beam {beam}{weights})", scores, as_json)
-    record_evaluation(
-        members, split, {"split": split}, translator.recipe.decode, beam, scores, quantize, translator.precision
-    )
+    _print_and_record(evaluate_run(members, split, beam, device, quantize, precision), as_json)
 
 
-def _print_scores(title: str, scores: object, as_json: bool) -> None:
-    if as_json:
-        print(json.dumps(scores.as_dict()))  # type: ignore[attr-defined]
-    else:
-        print(f"{title}: {scores.format()}")  # type: ignore[attr-defined]
+def _print_and_record(result: Evaluation, as_json: bool) -> None:
+    """Printed first: a score that cannot be recorded is still seen."""
+    print(json.dumps(result.scores.as_dict()) if as_json else f"{result.title}: {result.scores.format()}")
+    result.record()
 
 
 def _translate_with_ray(args: argparse.Namespace) -> int:
@@ -326,57 +310,39 @@ def cmd_translate(args: argparse.Namespace) -> int:
             raise UsageError("--input/--output go with --ray (without it, translate reads stdin)")
         return _translate_with_ray(args)
     from seq2seq_rnn.cells.failure import naming_plugin_cells
+    from seq2seq_rnn.inference.translator import Translator
 
-    translator = _translator(args)
+    translator = Translator.load_ensemble(_members(args), args.device, args.quantize, args.precision)
     with naming_plugin_cells(translator.recipe.model, "while translating"):
         return _translate_stdin(translator, args)
 
 
 def _translate_stdin(translator: Translator, args: argparse.Namespace) -> int:
+    from seq2seq_rnn.inference.stream import StreamSettings, read_lines, translate_stream
+
     stdin = open(sys.stdin.fileno(), encoding="utf-8", errors="replace", newline="\n", closefd=False)  # noqa: SIM115
     if stdin.isatty() and args.attention_plot is None:
         from seq2seq_rnn.interactive import interact
 
         return interact(translator, args.beam_size, stdin, sys.stdout)
+    settings = StreamSettings(args.beam_size, args.batch_size)
     if args.attention_plot is not None:
-        return _translate_with_plots(translator, [line.rstrip("\r\n") for line in stdin], args)
-    signal.signal(signal.SIGTERM, _interrupt)  # like Ctrl-C: what was written stays, exit 130
-    per_chunk = args.batch_size or translator.recipe.decode.batch_size
-    for chunk in _chunks((line.rstrip("\r\n") for line in stdin), per_chunk):
-        outs = translator.translate(chunk, beam_size=args.beam_size, batch_size=args.batch_size)
-        sys.stdout.write("".join(out.replace("\n", " ") + "\n" for out in outs))
+        from seq2seq_rnn.plot import translate_with_attention_plots
+
+        outputs = translate_with_attention_plots(translator, read_lines(stdin), settings, args.attention_plot)
+    else:
+        signal.signal(signal.SIGTERM, _interrupt)  # like Ctrl-C: what was written stays, exit 130
+        outputs = translate_stream(translator, read_lines(stdin), settings)
+    for text in outputs:
+        sys.stdout.write(text)
         sys.stdout.flush()  # batch by batch, in input order: an interrupted run keeps what it translated
+    if args.attention_plot is not None:
+        print(f"attention plots: {args.attention_plot}", file=sys.stderr)
     return 0
-
-
-def _chunks(lines: Iterator[str], size: int) -> Iterator[list[str]]:
-    chunk: list[str] = []
-    for line in lines:
-        chunk.append(line)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
 
 
 def _interrupt(signum: int, _frame: object) -> None:
     raise KeyboardInterrupt
-
-
-def _translate_with_plots(translator: Translator, lines: list[str], args: argparse.Namespace) -> int:
-    from seq2seq_rnn.plot import attention_plot_path, check_attention_plot_folder, plot_attention, pyplot
-
-    check_attention_plot_folder(args.attention_plot)
-    pyplot()  # fail before decoding when matplotlib is missing
-    found = translator.translate_with_attention(lines, args.beam_size, args.batch_size)
-    for number, item in enumerate(found, 1):
-        sys.stdout.write(item.translation.replace("\n", " ") + "\n")
-        if item.weights is not None:
-            path = attention_plot_path(args.attention_plot, number)
-            plot_attention(item.weights, item.source_pieces, item.target_pieces, path, item.source)
-    print(f"attention plots: {args.attention_plot}", file=sys.stderr)
-    return 0
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
@@ -400,7 +366,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from seq2seq_rnn.cells.failure import naming_plugin_cells
-    from seq2seq_rnn.evaluate import evaluate_files, record_evaluation
+    from seq2seq_rnn.evaluate import evaluate_pair
     from seq2seq_rnn.run.directory import RunDir
 
     if (args.src is None) != (args.ref is None):
@@ -411,25 +377,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         naming_plugin_cells(run.load_recipe().model, "while evaluating"),
     ):
         if args.src is None:
-            split = args.split or run.load_recipe().evaluate.split
-            _report(_members(args), split, args.beam_size, args.device, args.json, args.quantize, args.precision)
-            return 0
-        translator = _translator(args)
-        scores, _ = evaluate_files(translator, args.src, args.ref, args.beam_size)
-        _print_scores(f"{args.src}", scores, args.json)
-        src, ref = str(args.src.resolve()), str(args.ref.resolve())
-        beam = args.beam_size or translator.recipe.decode.beam_size
-        extra = {"source": src, "reference": ref}
-        record_evaluation(
-            _members(args),
-            f"{src} -> {ref}",
-            extra,
-            translator.recipe.decode,
-            beam,
-            scores,
-            args.quantize,
-            translator.precision,
-        )
+            _report(_members(args), args.split, args.beam_size, args.device, args.json, args.quantize, args.precision)
+        else:
+            weights = (args.device, args.quantize, args.precision)
+            result = evaluate_pair(_members(args), args.src, args.ref, args.beam_size, *weights)
+            _print_and_record(result, args.json)
     return 0
 
 

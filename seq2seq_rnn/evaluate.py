@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -129,3 +130,65 @@ def record_evaluation(
         raise RunDirError(
             f"the scores printed above were not recorded in {RunDir(members[0][0]).scores}: {exc}"
         ) from None
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Scores of a run (or an ensemble), with what ``record`` needs to file them in scores.json."""
+
+    title: str  # how the scores are shown, e.g. "test (best checkpoint, beam 5)"
+    scores: Scores
+    members: list[tuple[Path, str]]
+    what: str  # the scores.json key's first part: a split, or "SRC -> REF"
+    extra: dict[str, str]
+    decode: DecodeConfig
+    beam: int
+    quantize: str = "none"
+    precision: str = "fp32"  # what the model computed in (Translator.precision)
+
+    def record(self) -> None:
+        """Record the scores in the first member's scores.json (the caller holds its writer lock)."""
+        record_evaluation(
+            self.members, self.what, self.extra, self.decode, self.beam, self.scores, self.quantize, self.precision
+        )
+
+
+def evaluate_run(
+    members: list[tuple[Path, str]],
+    split: str | None = None,
+    beam_size: int | None = None,
+    device: str = "auto",
+    quantize: str = "none",
+    precision: str = "fp32",
+) -> Evaluation:
+    """Load ``members`` ((run directory, checkpoint) pairs) and score ``split``
+    (default: the first run's ``evaluate.split``)."""
+    translator = Translator.load_ensemble(members, device, quantize, precision)
+    split = split or translator.recipe.evaluate.split
+    scores, _ = evaluate_split(translator, split, beam_size)
+    beam = beam_size or translator.recipe.decode.beam_size
+    what = members[0][1] if len(members) == 1 else f"ensemble of {len(members)}"
+    weights = "" if translator.precision == "fp32" else f", {translator.precision}"
+    title = f"{split} ({what} checkpoint, beam {beam}{weights})"
+    decode = translator.recipe.decode
+    return Evaluation(title, scores, members, split, {"split": split}, decode, beam, quantize, translator.precision)
+
+
+def evaluate_pair(
+    members: list[tuple[Path, str]],
+    src: Path,
+    ref: Path,
+    beam_size: int | None = None,
+    device: str = "auto",
+    quantize: str = "none",
+    precision: str = "fp32",
+) -> Evaluation:
+    """Load ``members`` and score the translation of ``src`` against ``ref``."""
+    translator = Translator.load_ensemble(members, device, quantize, precision)
+    scores, _ = evaluate_files(translator, src, ref, beam_size)
+    source, reference = str(Path(src).resolve()), str(Path(ref).resolve())
+    beam = beam_size or translator.recipe.decode.beam_size
+    extra = {"source": source, "reference": reference}
+    what = f"{source} -> {reference}"
+    decode = translator.recipe.decode
+    return Evaluation(f"{src}", scores, members, what, extra, decode, beam, quantize, translator.precision)

@@ -7,12 +7,16 @@ imported on first use, with the Agg backend, so plotting works without a display
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from seq2seq_rnn.errors import ConfigError
+from seq2seq_rnn.inference.stream import StreamSettings, output_line
 from seq2seq_rnn.run.directory import RunDir, check_output_folder
+
+if TYPE_CHECKING:
+    from seq2seq_rnn.inference.translator import Translator
 
 # (file name, y label, [(metrics key, legend suffix)]) of each curve picture
 CURVES: list[tuple[str, str, list[tuple[str, str]]]] = [
@@ -31,6 +35,28 @@ def attention_plot_path(folder: Path, number: int) -> Path:
 
 def check_attention_plot_folder(folder: Path) -> None:
     check_output_folder(folder, lambda name: ATTENTION_PLOT.fullmatch(name) is not None, "translate --attention-plot")
+
+
+def translate_with_attention_plots(
+    translator: Translator, lines: Iterable[str], settings: StreamSettings, folder: Path
+) -> Iterator[str]:
+    """``translate --attention-plot``: the output line of each of ``lines``, in order, and a heat map
+    per sentence in ``folder`` (``attention_plot_path``), written after its line is taken.
+
+    All lines are decoded before the first one comes back; the folder and matplotlib are checked first.
+    """
+    lines = list(lines)
+    check_attention_plot_folder(folder)
+    pyplot()  # fail before decoding when matplotlib is missing
+    return _plotted(translator.translate_with_attention(lines, settings.beam_size, settings.batch_size), folder)
+
+
+def _plotted(found: list[Any], folder: Path) -> Iterator[str]:
+    for number, item in enumerate(found, 1):
+        yield output_line(item.translation)
+        if item.weights is not None:
+            path = attention_plot_path(folder, number)
+            plot_attention(item.weights, item.source_pieces, item.target_pieces, path, item.source)
 
 
 def pyplot() -> Any:
