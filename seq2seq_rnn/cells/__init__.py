@@ -7,14 +7,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from seq2seq_rnn.cells.base import (
-    RecurrentCell,
-    State,
-    accepted_options,
-    check_cell_instance,
-    validate_cell_options,
-)
+from seq2seq_rnn.cells.base import RecurrentCell, State, check_cell_instance
 from seq2seq_rnn.components import CELLS, register_cell
+from seq2seq_rnn.config.cell_options import check_cell_options, rejected_options
 from seq2seq_rnn.errors import ConfigError, PluginError, describe_exit
 
 __all__ = ["CELLS", "CellFactory", "RecurrentCell", "State", "build_cell", "register_cell"]
@@ -40,14 +35,7 @@ class CellFactory:
     def resolve(cls, name: str, options: Mapping[str, Any] | None = None, path: str = "model") -> CellFactory:
         cell_cls = CELLS.get(name)
         origin = CELLS.origin(name)
-        given = dict(options or {})
-        try:
-            checked = validate_cell_options(cell_cls, given)
-        except ValueError as exc:  # a pydantic.ValidationError of the cell's options model
-            accepted = ", ".join(accepted_options(cell_cls)) or "none"
-            raise ConfigError(
-                f"{path}.cell_options: cell {name!r} ({origin}) rejected {given!r}: {exc}. Accepted options: {accepted}"
-            ) from None
+        checked = check_cell_options(path, name, origin, cell_cls, options or {})
         return cls(name, cell_cls, origin, checked, path)
 
     def __call__(self, input_size: int, hidden_size: int) -> RecurrentCell:
@@ -67,12 +55,8 @@ class CellFactory:
                 f"parameter before the module is initialised ({exc}); call "
                 f"super().__init__(input_size, hidden_size) first in {self.cls.__name__}.__init__"
             ) from None
-        except (ConfigError, TypeError, ValueError) as exc:
-            accepted = ", ".join(accepted_options(self.cls)) or "none"
-            raise ConfigError(
-                f"{self.path}.cell_options: cell {self.name!r} ({self.origin}) rejected {dict(self.options)!r}: "
-                f"{exc}. Accepted options: {accepted}"
-            ) from None
+        except (ConfigError, TypeError, ValueError) as exc:  # the constructor's own refusal, worded the same
+            raise rejected_options(self.path, self.name, self.origin, self.cls, self.options, exc) from None
         except PluginError:
             raise
         except Exception as exc:

@@ -13,7 +13,6 @@ built-in cells override it with PyTorch's fused kernels.
 from __future__ import annotations
 
 import functools
-import inspect
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -22,10 +21,10 @@ from torch import Tensor, nn
 
 from seq2seq_rnn.cells.hoist import HoistedCell, agrees, hoist, hoisted_loop, step_plan
 from seq2seq_rnn.cells.loop import masked_steps
-from seq2seq_rnn.config import CellOptions, validate_cell_options
+from seq2seq_rnn.config import CellOptions, accepted_options, validate_cell_options
 from seq2seq_rnn.errors import ConfigError, PluginError, PluginExit, describe_exit
 
-__all__ = ["CellOptions", "RecurrentCell", "State", "validate_cell_options"]
+__all__ = ["CellOptions", "RecurrentCell", "State", "accepted_options", "validate_cell_options"]
 
 State = tuple[Tensor, ...]
 
@@ -191,16 +190,6 @@ def orthogonal_blocks_(weight: Tensor) -> None:
         return
     for block in weight.split(cols, dim=0):
         nn.init.orthogonal_(block)
-
-
-def accepted_options(cls: type) -> list[str]:
-    """Names of the keyword options a cell class takes (its options model's fields, else ``__init__``'s)."""
-    model = getattr(cls, "options_model", None)
-    if model is not None:
-        return list(model.model_fields)
-    params = inspect.signature(cls.__init__).parameters.values()
-    named = (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) if (p := next(iter(params), None)) else ()
-    return [q.name for q in params if q.kind in named and q.name not in ("self", "input_size", "hidden_size")]
 
 
 def validate_cell_class(name: str, cls: Any, origin: str) -> None:

@@ -21,6 +21,7 @@ from seq2seq_rnn.config.base import (
     Section,
     probability,
 )
+from seq2seq_rnn.config.cell_options import CellOptions, accepted_options, check_cell_options, validate_cell_options
 from seq2seq_rnn.config.loading import (
     load_recipe,
     require_mapping,
@@ -46,7 +47,6 @@ from seq2seq_rnn.config.safe_yaml import (
 from seq2seq_rnn.config.schema import (
     NO_ATTENTION,
     AttentionConfig,
-    CellOptions,
     DataConfig,
     DecodeConfig,
     DecoderConfig,
@@ -61,7 +61,6 @@ from seq2seq_rnn.config.schema import (
     TokenizerConfig,
     TrainConfig,
     dot_attention_mismatch,
-    validate_cell_options,
 )
 from seq2seq_rnn.config.sweep import (
     ScalingConfig,
@@ -103,7 +102,9 @@ __all__ = [
     "TokenizerConfig",
     "TrainConfig",
     "TrialResources",
+    "accepted_options",
     "apply_overrides",
+    "check_cell_options",
     "dot_attention_mismatch",
     "format_validation_error",
     "load_recipe",

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 import pydantic
 import yaml
 import yaml.reader
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from seq2seq_rnn.components import ATTENTIONS, CELLS
@@ -25,6 +25,7 @@ from seq2seq_rnn.config.base import (
     Section,
     probability,
 )
+from seq2seq_rnn.config.cell_options import accepted_options, validate_cell_options
 from seq2seq_rnn.config.sweep import ScalingConfig, SweepConfig
 from seq2seq_rnn.registry import BUILTIN
 
@@ -119,22 +120,6 @@ class TokenizerConfig(Section):
 
 
 # -------------------------------------------------------------------- model
-class CellOptions(BaseModel):
-    """Base of a cell's options model (``RecurrentCell.options_model``): unknown keys
-    and type coercion are errors, as everywhere else in a recipe."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
-
-
-def validate_cell_options(cell_cls: Any, options: dict[str, Any]) -> dict[str, Any]:
-    """``options`` checked against ``cell_cls.options_model`` when the cell declares one
-    (raises pydantic.ValidationError); returned unchanged otherwise (pass-through)."""
-    model = getattr(cell_cls, "options_model", None)
-    if model is None:
-        return dict(options)
-    return model.model_validate(options).model_dump()
-
-
 def _check_cell_options(cell: str, options: dict[str, Any]) -> None:
     """Recipe-load check of ``cell_options`` by the cell's options model. A built-in cell
     without options is not imported (recipe validation stays free of torch)."""
@@ -144,7 +129,7 @@ def _check_cell_options(cell: str, options: dict[str, Any]) -> None:
     try:
         validate_cell_options(cell_cls, options)
     except pydantic.ValidationError as exc:
-        valid = sorted(cell_cls.options_model.model_fields)
+        valid = sorted(accepted_options(cell_cls))
         raise PydanticCustomError(
             "cell_options", "cell '{cell}' rejected its options", {"cell": cell, "errors": exc.errors(), "valid": valid}
         ) from None
