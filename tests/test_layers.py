@@ -83,3 +83,21 @@ def test_the_check_catches_an_upward_import(tmp_path) -> None:
     probe.write_text("def f():\n    from seq2seq_rnn.training import Trainer\n", encoding="utf-8")
     ((line, target),) = imported(probe)
     assert line == 2 and layer_of(target, layers) > layer_of("config", layers)
+
+
+def test_the_cli_calls_inference_instead_of_doing_it() -> None:
+    """cli.py parses, calls one entry point (inference/stream.py, plot.py, evaluate.py) and prints:
+    it never decodes, chunks a stream or scores by itself."""
+    decoding = {"translate", "translate_nbest", "translate_with_attention", "evaluate_split", "evaluate_files"}
+    tree = ast.parse((PACKAGE / "cli.py").read_text(encoding="utf-8"))
+    calls = [
+        f"cli.py:{node.lineno} calls {node.func.attr if isinstance(node.func, ast.Attribute) else node.func.id}"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and (node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")) in decoding
+    ]
+    assert not calls, "\n".join(calls)
+    layers = layer_order()
+    for module, layer in (("inference.stream", "inference"), ("config.cell_options", "recipe")):
+        assert (PACKAGE / (module.replace(".", "/") + ".py")).is_file(), module
+        assert layers[layer_of(module, layers)][0] == layer, module
