@@ -379,8 +379,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         if args.src is None:
             _report(_members(args), args.split, args.beam_size, args.device, args.json, args.quantize, args.precision)
         else:
-            weights = (args.device, args.quantize, args.precision)
-            result = evaluate_pair(_members(args), args.src, args.ref, args.beam_size, *weights)
+            result = evaluate_pair(
+                _members(args), args.src, args.ref, args.beam_size, args.device, args.quantize, args.precision
+            )
             _print_and_record(result, args.json)
     return 0
 
