@@ -366,6 +366,8 @@ def cmd_plot(args: argparse.Namespace) -> int:
     from seq2seq_rnn.plot import plot_runs
     from seq2seq_rnn.run.directory import RunDir
 
+    if args.output is None:  # into the run: never through a link in it
+        RunDir(args.run_dirs[0]).check_no_links()
     output = args.output or RunDir(args.run_dirs[0]).plots
     for path in plot_runs(args.run_dirs, output):
         print(path)
