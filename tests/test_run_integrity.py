@@ -241,3 +241,27 @@ def test_best_falls_back_to_last_only_before_the_first_validation(run):
     rows = [json.loads(line) for line in run.metrics.read_text().splitlines()]
     run.metrics.write_text("".join(json.dumps(r) + "\n" for r in rows if "val_bleu" not in r))
     assert run.checkpoint("best") == run.last
+
+
+def test_appends_never_follow_a_link_made_after_the_run_was_checked(tmp_path):
+    """A link put in place while training runs: the metrics line and the log line are refused, not
+    appended to the file outside."""
+    import logging
+
+    from seq2seq_rnn.training.callbacks import MetricsFile
+    from seq2seq_rnn.training.setup import close_log_file, log_to_file
+
+    outside = tmp_path / "outside.txt"
+    outside.write_text("theirs\n")
+    for name in ("metrics.jsonl", "train.log"):
+        (tmp_path / name).symlink_to(outside)
+    with pytest.raises(OSError):
+        MetricsFile(tmp_path / "metrics.jsonl").on_log(None, {"step": 1, "loss": 2.0})  # type: ignore[arg-type]
+    try:
+        log_to_file(tmp_path / "train.log")
+        logging.getLogger("seq2seq_rnn.test").warning("a line for the log")
+    except OSError:
+        pass
+    finally:
+        close_log_file(tmp_path / "train.log")
+    assert outside.read_text() == "theirs\n"

@@ -231,8 +231,8 @@ class RunDir:
         path = self.path
         if path.exists() and not path.is_dir():
             raise RunDirError(f"{path} is a file, not a folder; choose another --output-dir")
-        self.check_no_links()
-        if self.marker.is_file():
+        if self.marker.is_file() and not self.marker.is_symlink():
+            self.check_no_links()
             self._check_marker()
             self._check_entries()
             return
@@ -244,6 +244,7 @@ class RunDir:
                 "Nothing in it was changed. Choose a new or empty folder with --output-dir, e.g. "
                 f"--output-dir {path / 'run'}"
             )
+        self.check_no_links()  # before the marker is written into it
         if not entries and resume:
             where = "is empty" if path.is_dir() else "does not exist"
             raise RunDirError(
