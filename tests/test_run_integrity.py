@@ -92,6 +92,9 @@ def test_an_unfinished_start_is_cleaned_of_its_own_files_and_never_of_a_checkpoi
     assert (run.path / "notes.txt").read_text() == "the user's notes"
     kept = [p for p in run.path.rglob("best.pt") if p.read_bytes() == b"from the killed start"]
     assert len(kept) == 1 and kept[0] != run.best  # moved aside, not deleted and not mixed in
+    aside = kept[0].parent.parent
+    assert (aside / "tokenizer" / "spm.model").read_bytes() == b"half-written"
+    assert "9.0" in (aside / "metrics.jsonl").read_text()
     assert run.has_training_state()
 
 

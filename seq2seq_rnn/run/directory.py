@@ -20,7 +20,7 @@ RUN_DIR/
   plots/               ``seq2seq-rnn plot``'s default output
   seq2seq_rnn.start.json  while a start has not reached its first last.pt: what the folder held
                        before it (so a restart removes only what that start created)
-  unfinished-start-*/  checkpoints of such a start, kept aside by the restart (never deleted)
+  unfinished-start-*/  what such a start created, kept aside by its restart (never deleted)
 
 A Ray checkpoint is a snapshot of the files :meth:`RunDir.snapshot_files` names.
 
@@ -43,8 +43,8 @@ target) or open with ``O_NOFOLLOW``, so a link made while a command runs is not 
 
 Why a start record: a run that lost ``last.pt`` (deleted to save disk, say) still holds trained
 work (``best.pt``, step checkpoints, validated metrics). Only a start that recorded itself and never
-reached its first ``last.pt`` is "unfinished"; its restart removes what that start created, keeps
-its checkpoints aside, and anything else without ``last.pt`` is refused, unchanged.
+reached its first ``last.pt`` is "unfinished"; its restart moves what that start created aside (never
+deleting it), and any other run without ``last.pt`` that holds trained work is refused, unchanged.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ import fcntl
 import json
 import logging
 import os
-import shutil
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -73,8 +73,8 @@ LOCK_NAME = "seq2seq_rnn.lock"
 START_NAME = "seq2seq_rnn.start.json"
 RUN_FORMAT_VERSION = 1
 # What training writes into a run before its first checkpoint that a restart would mix with its own
-# (repeated metrics rows, another tokenizer): removed by the restart of an unfinished start, and only
-# if that start created them.
+# (repeated metrics rows, another tokenizer): moved aside by the restart of an unfinished start (with
+# that start's checkpoints), and only if that start created them.
 UNFINISHED_START_FILES = ("metrics.jsonl", "tensorboard", "tokenizer")
 # Folders whose insides belong to another tool (Ray Train's storage): links in them are not ours to judge.
 _NOT_WALKED = ("ray",)
@@ -300,7 +300,7 @@ class RunDir:
         raise RunDirError(
             f"{self.path} holds symbolic links ({shown}{more}); seq2seq_rnn never writes through a link in a "
             "run directory (it would change a file outside the run). Nothing was changed. Replace each link "
-            "with the file or folder itself (or remove it), or use another --output-dir"
+            "with the file or folder itself (or remove it), or train into another --output-dir"
         )
 
     # -- starts --------------------------------------------------------------
@@ -318,8 +318,8 @@ class RunDir:
     def begin_start(self) -> None:
         """Record that a start without ``last.pt`` begins, and what the run holds before it writes.
 
-        A restart of a start that recorded itself and never reached ``last.pt`` removes what that
-        start created (:data:`UNFINISHED_START_FILES`) and keeps its checkpoints aside; a run without
+        A restart of a start that recorded itself and never reached ``last.pt`` moves what that
+        start created (:data:`UNFINISHED_START_FILES`, its checkpoints) aside; a run without
         ``last.pt`` and without a record that holds trained work is refused (see :meth:`trained_work`).
         """
         if self.start_record.is_file():
@@ -347,29 +347,29 @@ class RunDir:
         return record
 
     def _clean_unfinished_start(self) -> None:
-        """Remove what an unfinished start created, keep its checkpoints aside; never touch the rest."""
+        """Move what an unfinished start created into ``unfinished-start-TIME-*/``; touch nothing else.
+
+        Nothing is deleted: its checkpoints and metrics are trained work (if little), and its
+        tokenizer is what they were trained with. Kept aside they are never mixed with the restart's.
+        """
         existed = set(self._read_start()["existed"])
-        for name in UNFINISHED_START_FILES:
-            target = self.path / name
-            if name in existed or not (target.exists() or target.is_symlink()):
-                continue
-            log.info("%s: removing %s of a start that never reached a checkpoint", self.path, name)
-            if target.is_dir() and not target.is_symlink():
-                shutil.rmtree(target)
-            else:
-                target.unlink()
-        made = [p for p in self._checkpoint_files() if str(p.relative_to(self.path)) not in existed]
-        if made:
-            aside = self.path / time.strftime("unfinished-start-%Y%m%dT%H%M%SZ", time.gmtime())
-            (aside / "checkpoints").mkdir(parents=True, exist_ok=True)
-            for path in made:
-                os.replace(path, aside / "checkpoints" / path.name)
-            log.warning(
-                "%s: the checkpoints of a start that never reached last.pt are kept in %s (delete it if you "
-                "do not need them)",
-                self.path,
-                aside,
-            )
+        made = [self.path / name for name in UNFINISHED_START_FILES if name not in existed]
+        made = [p for p in made if p.exists() or p.is_symlink()]
+        made += [p for p in self._checkpoint_files() if str(p.relative_to(self.path)) not in existed]
+        if not made:
+            return
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        aside = Path(tempfile.mkdtemp(prefix=f"unfinished-start-{stamp}-", dir=self.path))
+        for path in made:
+            target = aside / path.relative_to(self.path)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(path, target)
+        log.warning(
+            "%s: a start that never reached last.pt left %s; kept them in %s (delete it if you do not need them)",
+            self.path,
+            ", ".join(str(p.relative_to(self.path)) for p in made),
+            aside,
+        )
 
     def _checkpoint_files(self) -> list[Path]:
         names = [self.best, self.averaged, *self.kept_checkpoints()]
@@ -407,8 +407,7 @@ class RunDir:
             "Nothing was changed. --resume needs last.pt (the optimizer, schedule and random state; best.pt "
             "and step checkpoints keep only weights), so this run cannot continue in place: put last.pt back "
             f"(from a backup) and run again with --resume, or start a new run with another --output-dir. "
-            f"The weights stay usable: seq2seq-rnn translate/evaluate {self.path} --checkpoint "
-            f"{'best' if self.best.is_file() else 'FILE'}"
+            f"The weights stay usable: seq2seq-rnn translate/evaluate {self.path} --checkpoint {_usable(self)}"
         )
 
     # -- the writer lock ----------------------------------------------------
@@ -473,6 +472,14 @@ class RunDir:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()} (seq2seq-rnn {command}, since {since})\n".encode(), 0)
         return fd
+
+
+def _usable(run: RunDir) -> str:
+    """What ``--checkpoint`` names the best weights left in a run without last.pt."""
+    if run.best.is_file():
+        return "best"
+    steps = run.kept_checkpoints()
+    return str(steps[-1]) if steps else "FILE"
 
 
 def _step_of(path: Path) -> str:
