@@ -193,6 +193,16 @@ def test_a_symlinked_plots_folder_is_never_written_through(run, tmp_path, capsys
     assert code == 2 and "plots" in err and "link" in err
 
 
+def test_a_symlinked_default_export_folder_is_never_written_through(run, tmp_path, capsys):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (run.path / "export-torchscript").symlink_to(outside, target_is_directory=True)
+    code = main(["export", str(run.path)])
+    err = capsys.readouterr().err
+    assert list(outside.iterdir()) == []
+    assert code == 2 and "export-torchscript" in err and "link" in err
+
+
 # ------------------------------------------------------------ class 6: scores belong to a checkpoint
 def _scores(run: RunDir) -> dict:
     return json.loads(run.scores.read_text(encoding="utf-8"))

@@ -36,7 +36,7 @@ does not inherit it, so a child outliving a killed trainer never holds the run.
 
 Why no links: a symlink inside a run (``metrics.jsonl`` -> ``~/.bashrc``, ``checkpoints/`` -> another
 run) would make every writer append to, truncate or replace a file outside the folder. Every command
-that writes a run goes through :meth:`RunDir.claim`, :meth:`RunDir.lock` or, for ``plot``,
+that writes a run goes through :meth:`RunDir.claim`, :meth:`RunDir.lock` or, for ``plot`` and ``export``,
 :meth:`RunDir.check_no_links`, and each refuses a run holding a link, naming it, before it writes
 anything; the writers themselves replace files atomically (a rename replaces a link, never its
 target) or open with ``O_NOFOLLOW``, so a link made while a command runs is not followed either.
