@@ -349,6 +349,8 @@ def cmd_plot(args: argparse.Namespace) -> int:
     from seq2seq_rnn.plot import plot_runs
     from seq2seq_rnn.run.directory import RunDir
 
+    if args.output is None:  # into the run: never through a link in it
+        RunDir(args.run_dirs[0]).check_no_links()
     output = args.output or RunDir(args.run_dirs[0]).plots
     for path in plot_runs(args.run_dirs, output):
         print(path)
@@ -357,7 +359,10 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from seq2seq_rnn.export.exporter import export
+    from seq2seq_rnn.run.directory import RunDir
 
+    if args.output is None:  # into the run: never through a link in it
+        RunDir(args.run_dir).check_no_links()
     output = args.output or args.run_dir / f"export-{args.format}"
     export(args.run_dir, output, args.format, args.checkpoint, args.quantize)
     print(f"exported to {output}; try: echo 'A sentence.' | python {output / 'translate.py'}")

@@ -11,10 +11,10 @@ from typing import Any
 
 from seq2seq_rnn.config import DecodeConfig
 from seq2seq_rnn.data.corpus import load_split, read_lines
-from seq2seq_rnn.errors import DataError, RunDirError
+from seq2seq_rnn.errors import DataError, RunDirError, Seq2SeqError
 from seq2seq_rnn.inference.translator import Translator
 from seq2seq_rnn.metrics import Scores, score
-from seq2seq_rnn.run.checkpoint import write_text_atomic
+from seq2seq_rnn.run.checkpoint import checkpoint_identity, weights_fingerprint, write_text_atomic
 from seq2seq_rnn.run.directory import RunDir
 
 log = logging.getLogger(__name__)
@@ -88,6 +88,37 @@ def record_scores(run_dir: Path, key: str, scores: Scores, provenance: dict[str,
     return path
 
 
+def member_identity(run_dir: Path, checkpoint: str) -> dict[str, Any]:
+    """The step and weights fingerprint of ``checkpoint`` (best, last or a file) of a run."""
+    return checkpoint_identity(RunDir(Path(run_dir)).checkpoint(checkpoint))
+
+
+def score_is_current(entry: dict[str, Any], run_dir: Path, fingerprints: dict[Path, str | None]) -> bool | None:
+    """Whether the checkpoint(s) a ``scores.json`` entry of ``run_dir`` names still hold the weights
+    it scored: None for an entry from before scores carried fingerprints (unknown checkpoint).
+    The first member is the run holding the scores.json (wherever it was moved since).
+    ``fingerprints`` caches the current fingerprint per checkpoint file (None: gone)."""
+    members = entry.get("members")
+    if not isinstance(members, list) or not members:
+        return None
+    for i, member in enumerate(members):
+        if not isinstance(member, dict) or not isinstance(member.get("fingerprint"), str):
+            return None
+        run = Path(run_dir) if i == 0 else Path(str(member.get("run")))
+        try:
+            path = RunDir(run).checkpoint(str(member.get("checkpoint")))
+        except Seq2SeqError:
+            return False  # e.g. best.pt lost after validations
+        if path not in fingerprints:
+            try:
+                fingerprints[path] = weights_fingerprint(path)
+            except OSError:
+                fingerprints[path] = None
+        if fingerprints[path] != member["fingerprint"]:
+            return False
+    return True
+
+
 def record_evaluation(
     members: list[tuple[Path, str]],
     what: str,
@@ -113,10 +144,14 @@ def record_evaluation(
     else:
         checkpoint = f"ensemble of {len(members)}"
         key_checkpoint = "ensemble " + " + ".join(f"{r}:{c}" for r, c in members)
+    identities = [member_identity(r, c) for r, c in members]
     provenance = {
         **extra,
         "checkpoint": checkpoint,
-        "members": [{"run": str(r), "checkpoint": c} for r, c in members],
+        # the weights scored: the card leaves out a score whose best.pt (or last.pt) was replaced since
+        "step": identities[0]["step"] if len(members) == 1 else None,
+        "fingerprint": identities[0]["fingerprint"] if len(members) == 1 else None,
+        "members": [{"run": str(r), "checkpoint": c, **i} for (r, c), i in zip(members, identities, strict=True)],
         "beam_size": beam,
         "length_penalty": dec.length_penalty,
         "max_length_ratio": dec.max_length_ratio,

@@ -100,6 +100,7 @@ def test_a_start_killed_before_its_first_checkpoint_is_cleaned_of_our_files_only
     """Its metrics rows are not repeated (no duplicate steps) and a user's own file stays."""
     run = RunDir(tmp_path / "run")
     run.claim()  # what the killed start left: marker, recipe, tokenizer, metrics, a best.pt, no last.pt
+    run.begin_start()  # ... and its start record, written before any of them (issue 21: without one, refused)
     (run.path / "tokenizer").mkdir()
     (run.path / "tokenizer" / "spm.model").write_bytes(b"half-written")
     run.metrics.write_text("".join(json.dumps({"step": s, "loss": 9.0}) + "\n" for s in (1, 2, 3)))

@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import secrets
+import shutil
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -55,6 +56,21 @@ def write_text_atomic(path: Path, text: str) -> None:
     """Replace ``path`` with ``text`` (UTF-8) atomically; OSError on failure."""
     with atomic_file(Path(path)) as handle:
         handle.write(text.encode("utf-8"))
+
+
+def copy_atomic(source: Path, path: Path) -> None:
+    """Replace ``path`` with a copy of ``source`` atomically (a link at ``path`` is replaced, not followed)."""
+    with atomic_file(Path(path)) as handle, open(source, "rb") as src:
+        shutil.copyfileobj(src, handle)
+
+
+def open_no_follow(path: Path, mode: str = "a") -> IO[str]:
+    """A text handle on ``path`` for appending (``a``) that never follows a symbolic link: a link
+    there is an OSError (ELOOP), so a log or metrics line never lands in a file outside the run."""
+    if mode != "a":
+        raise ValueError(f"open_no_follow: mode {mode!r}; only 'a' (appending) is supported")
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o666)
+    return os.fdopen(fd, "a", encoding="utf-8")
 
 
 @contextlib.contextmanager
@@ -154,6 +170,30 @@ def _check_integrity(path: Path) -> None:
         ) from None
     if bad is not None:
         raise CheckpointError(f"{path} is corrupt: record {bad!r} fails its CRC-32 check (a damaged copy?)")
+
+
+def weights_fingerprint(path: Path) -> str:
+    """``sha256:`` of a checkpoint file's bytes (streamed): which weights a score was computed with.
+
+    Unlike :func:`fingerprint` (the run's tokenizer and model section, the same for all its
+    checkpoints) it changes whenever a checkpoint file is replaced, e.g. by a new best.pt.
+    """
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return f"sha256:{digest.hexdigest()[:16]}"
+
+
+def checkpoint_identity(path: Path) -> dict[str, Any]:
+    """``{"step", "fingerprint"}`` of a checkpoint file: its training step (None when it does not say,
+    e.g. an averaged one) and :func:`weights_fingerprint`."""
+    path = Path(path)
+    progress = load_checkpoint(path).get("progress")
+    step = progress.get("step") if isinstance(progress, dict) else None
+    if step is None and path.stem.startswith("step-") and path.stem[5:].isdigit():
+        step = int(path.stem[5:])
+    return {"step": step if isinstance(step, int) else None, "fingerprint": weights_fingerprint(path)}
 
 
 def fingerprint(tokenizer_files: list[Path], model: ModelConfig) -> dict[str, str]:

@@ -18,6 +18,9 @@ RUN_DIR/
   scores.json          every evaluate/test score with its provenance
   README.md            the model card (written at the end of ``seq2seq-rnn train``)
   plots/               ``seq2seq-rnn plot``'s default output
+  seq2seq_rnn.start.json  while a start has not reached its first last.pt: what the folder held
+                       before it (so a restart removes only what that start created)
+  unfinished-start-*/  what such a start created, kept aside by its restart (never deleted)
 
 A Ray checkpoint is a snapshot of the files :meth:`RunDir.snapshot_files` names.
 
@@ -30,6 +33,18 @@ card and weights from different runs. The kernel drops the lock when its holder
 exits, even by SIGKILL, so a crashed run never blocks the next. It is a POSIX
 record lock (``lockf``), not ``flock``: a forked child (``datasets``' map workers)
 does not inherit it, so a child outliving a killed trainer never holds the run.
+
+Why no links: a symlink inside a run (``metrics.jsonl`` -> ``~/.bashrc``, ``checkpoints/`` -> another
+run) would make every writer append to, truncate or replace a file outside the folder. Every command
+that writes a run goes through :meth:`RunDir.claim`, :meth:`RunDir.lock` or, for ``plot`` and ``export``,
+:meth:`RunDir.check_no_links`, and each refuses a run holding a link, naming it, before it writes
+anything; the writers themselves replace files atomically (a rename replaces a link, never its
+target) or open with ``O_NOFOLLOW``, so a link made while a command runs is not followed either.
+
+Why a start record: a run that lost ``last.pt`` (deleted to save disk, say) still holds trained
+work (``best.pt``, step checkpoints, validated metrics). Only a start that recorded itself and never
+reached its first ``last.pt`` is "unfinished"; its restart moves what that start created aside (never
+deleting it), and any other run without ``last.pt`` that holds trained work is refused, unchanged.
 """
 
 from __future__ import annotations
@@ -40,7 +55,7 @@ import fcntl
 import json
 import logging
 import os
-import shutil
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -49,16 +64,20 @@ from typing import Any
 
 from seq2seq_rnn.config import Recipe, load_recipe
 from seq2seq_rnn.errors import CheckpointError, RunDirError, UsageError
-from seq2seq_rnn.run.checkpoint import write_text_atomic
+from seq2seq_rnn.run.checkpoint import load_checkpoint, write_text_atomic
 
 log = logging.getLogger(__name__)
 
 MARKER_NAME = "seq2seq_rnn.json"
 LOCK_NAME = "seq2seq_rnn.lock"
+START_NAME = "seq2seq_rnn.start.json"
 RUN_FORMAT_VERSION = 1
-# What training writes into a run before its first checkpoint; a restart of such an
-# unfinished start removes these (and only these) so nothing of the killed start is mixed in.
-UNFINISHED_START_FILES = ("metrics.jsonl", "tensorboard", "checkpoints/best.pt")
+# What training writes into a run before its first checkpoint that a restart would mix with its own
+# (repeated metrics rows, another tokenizer): moved aside by the restart of an unfinished start (with
+# that start's checkpoints), and only if that start created them.
+UNFINISHED_START_FILES = ("metrics.jsonl", "tensorboard", "tokenizer")
+# Folders whose insides belong to another tool (Ray Train's storage): links in them are not ours to judge.
+_NOT_WALKED = ("ray",)
 
 _HELD: dict[Path, list[int]] = {}  # resolved run path -> [lock fd, depth]: re-entrant within one process
 
@@ -179,10 +198,23 @@ class RunDir:
         return load_recipe(self.recipe)
 
     def checkpoint(self, which: str) -> Path:
-        """``best``, ``last``, or a path to a checkpoint file."""
+        """``best``, ``last``, or a path to a checkpoint file.
+
+        ``best`` is ``last.pt`` only while no validation has happened (every validation writes
+        best.pt first); a best.pt lost after validations is an error, never last.pt in its name.
+        """
         if which in ("best", "last"):
             path = self.best if which == "best" else self.last
             if which == "best" and not path.is_file() and self.last.is_file():
+                validations = [m for m in self.read_metrics() if "val_bleu" in m]
+                if validations:
+                    top = max(validations, key=lambda m: m["val_bleu"] if isinstance(m["val_bleu"], float) else -1)
+                    raise CheckpointError(
+                        f"{self.best} is missing, though {self.metrics.name} records {len(validations)} "
+                        f"validation(s) (the best, BLEU {top.get('val_bleu')}, at step {top.get('step')}): "
+                        f"{self.last.name} holds other weights and is not scored as best. Use --checkpoint last "
+                        f"for the latest weights, or a kept step checkpoint (--checkpoint {self.checkpoints}/step-*.pt)"
+                    )
                 return self.last  # no validation happened yet
             return path
         return Path(which)
@@ -199,7 +231,8 @@ class RunDir:
         path = self.path
         if path.exists() and not path.is_dir():
             raise RunDirError(f"{path} is a file, not a folder; choose another --output-dir")
-        if self.marker.is_file():
+        if self.marker.is_file() and not self.marker.is_symlink():
+            self.check_no_links()
             self._check_marker()
             self._check_entries()
             return
@@ -211,6 +244,7 @@ class RunDir:
                 "Nothing in it was changed. Choose a new or empty folder with --output-dir, e.g. "
                 f"--output-dir {path / 'run'}"
             )
+        self.check_no_links()  # before the marker is written into it
         if not entries and resume:
             where = "is empty" if path.is_dir() else "does not exist"
             raise RunDirError(
@@ -243,18 +277,138 @@ class RunDir:
                 f"({RUN_FORMAT_VERSION}); upgrade seq2seq_rnn"
             )
 
-    def clean_unfinished_start(self) -> None:
-        """Remove what a start killed before its first checkpoint wrote (never anything else)."""
-        if self.has_training_state() or not self.marker.is_file():
+    # -- links -------------------------------------------------------------
+    def links(self) -> list[Path]:
+        """Symbolic links inside the run (the run's own path may be one: the user named it)."""
+        found: list[Path] = []
+        if not self.path.is_dir():
+            return found
+        for folder, dirs, files in os.walk(self.path):  # never descends into a linked folder
+            here = Path(folder)
+            found += [here / name for name in (*dirs, *files) if (here / name).is_symlink()]
+            if here == self.path:
+                dirs[:] = [d for d in dirs if d not in _NOT_WALKED]
+        return sorted(found)
+
+    def check_no_links(self) -> None:
+        """Refuse a run holding a symbolic link: a write through it would change a file outside the run."""
+        links = self.links()
+        if not links:
             return
-        for name in UNFINISHED_START_FILES:
-            target = self.path / name
-            if target.is_dir() and not target.is_symlink():
-                shutil.rmtree(target)
-            elif target.exists() or target.is_symlink():
-                target.unlink()
-        for old in self.kept_checkpoints():
-            old.unlink()
+        shown = ", ".join(f"{p.relative_to(self.path)} -> {os.readlink(p)}" for p in links[:3])
+        more = f" and {len(links) - 3} more" if len(links) > 3 else ""
+        raise RunDirError(
+            f"{self.path} holds symbolic links ({shown}{more}); seq2seq_rnn never writes through a link in a "
+            "run directory (it would change a file outside the run). Nothing was changed. Replace each link "
+            "with the file or folder itself (or remove it), or train into another --output-dir"
+        )
+
+    # -- starts --------------------------------------------------------------
+    @property
+    def start_record(self) -> Path:
+        return self.path / START_NAME
+
+    def _entries(self) -> list[str]:
+        return sorted(
+            str(p.relative_to(self.path))
+            for p in self.path.rglob("*")
+            if p.relative_to(self.path).parts[0] not in _NOT_WALKED
+        )
+
+    def begin_start(self) -> None:
+        """Record that a start without ``last.pt`` begins, and what the run holds before it writes.
+
+        A restart of a start that recorded itself and never reached ``last.pt`` moves what that
+        start created (:data:`UNFINISHED_START_FILES`, its checkpoints) aside; a run without
+        ``last.pt`` and without a record that holds trained work is refused (see :meth:`trained_work`).
+        """
+        if self.start_record.is_file():
+            self._clean_unfinished_start()
+        else:
+            self.check_no_trained_work()
+        record = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "existed": self._entries()}
+        write_text_atomic(self.start_record, json.dumps(record, indent=1) + "\n")
+
+    def end_start(self) -> None:
+        """The start reached its first ``last.pt``: from now on everything in the run is its work."""
+        self.start_record.unlink(missing_ok=True)
+
+    def _read_start(self) -> dict[str, Any]:
+        try:
+            record = json.loads(self.start_record.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise RunDirError(
+                f"{self.start_record} is damaged ({type(exc).__name__}), so it cannot say which files the "
+                f"unfinished start in {self.path} created; nothing was changed. Move the run's files you want to "
+                "keep elsewhere and start in a new folder"
+            ) from None
+        if not isinstance(record, dict) or not isinstance(record.get("existed"), list):
+            raise RunDirError(f"{self.start_record} is not a start record of seq2seq_rnn; nothing was changed")
+        return record
+
+    def _clean_unfinished_start(self) -> None:
+        """Move what an unfinished start created into ``unfinished-start-TIME-*/``; touch nothing else.
+
+        Nothing is deleted: its checkpoints and metrics are trained work (if little), and its
+        tokenizer is what they were trained with. Kept aside they are never mixed with the restart's.
+        """
+        existed = set(self._read_start()["existed"])
+        made = [self.path / name for name in UNFINISHED_START_FILES if name not in existed]
+        made = [p for p in made if p.exists() or p.is_symlink()]
+        made += [p for p in self._checkpoint_files() if str(p.relative_to(self.path)) not in existed]
+        if not made:
+            return
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        aside = Path(tempfile.mkdtemp(prefix=f"unfinished-start-{stamp}-", dir=self.path))
+        for path in made:
+            target = aside / path.relative_to(self.path)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(path, target)
+        log.warning(
+            "%s: a start that never reached last.pt left %s; kept them in %s (delete it if you do not need them)",
+            self.path,
+            ", ".join(str(p.relative_to(self.path)) for p in made),
+            aside,
+        )
+
+    def _checkpoint_files(self) -> list[Path]:
+        names = [self.best, self.averaged, *self.kept_checkpoints()]
+        return [p for p in names if p.is_file()]
+
+    def trained_work(self) -> list[str]:
+        """What the run holds besides ``last.pt`` that training produced, each with what it is."""
+        found = []
+        if self.best.is_file():
+            found.append(f"checkpoints/best.pt{_step_of(self.best)}")
+        steps = self.kept_checkpoints()
+        if steps:
+            found.append(f"{len(steps)} step checkpoint(s) ({', '.join(p.name for p in steps[-3:])})")
+        if self.averaged.is_file():
+            found.append("checkpoints/averaged.pt")
+        rows = self.read_metrics() if self.metrics.is_file() else []
+        validations = [r for r in rows if "val_bleu" in r]
+        if validations:
+            last = validations[-1].get("step")
+            found.append(f"metrics.jsonl with {len(validations)} validation(s), the last at step {last}")
+        elif rows:
+            found.append(f"metrics.jsonl with {len(rows)} logged step(s)")
+        for extra in (self.scores, self.tensorboard):
+            if extra.exists():
+                found.append(extra.name)
+        return found
+
+    def check_no_trained_work(self) -> None:
+        """A run without ``last.pt`` (and no start record) that holds trained work is refused, unchanged."""
+        found = self.trained_work()
+        if not found:
+            return
+        raise RunDirError(
+            f"{self.path} has no checkpoints/last.pt, but holds trained work: {'; '.join(found)}. "
+            "Nothing was changed. --resume needs last.pt (the optimizer, schedule and random state; best.pt "
+            "and step checkpoints keep only weights), so this run cannot continue in place: put last.pt back "
+            f"(from a backup) and run again with --resume, or start a new run with another --output-dir. "
+            f"The weights stay usable: seq2seq-rnn translate/evaluate {self.path} --checkpoint {_usable(self)}"
+        )
 
     # -- the writer lock ----------------------------------------------------
     @contextlib.contextmanager
@@ -265,6 +419,7 @@ class RunDir:
         """
         if not self.is_ours():
             raise RunDirError(f"{self.path} is not a seq2seq_rnn run directory (no {MARKER_NAME})")
+        self.check_no_links()
         key = self.path.resolve()
         held = _HELD.get(key)
         if held is not None:
@@ -297,7 +452,7 @@ class RunDir:
 
     def _acquire(self, command: str) -> int:
         try:
-            fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o666)
+            fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o666)
         except OSError as exc:
             raise RunDirError(f"cannot write to the run directory {self.path}: {exc}") from None
         try:
@@ -317,6 +472,23 @@ class RunDir:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()} (seq2seq-rnn {command}, since {since})\n".encode(), 0)
         return fd
+
+
+def _usable(run: RunDir) -> str:
+    """What ``--checkpoint`` names the best weights left in a run without last.pt."""
+    if run.best.is_file():
+        return "best"
+    steps = run.kept_checkpoints()
+    return str(steps[-1]) if steps else "FILE"
+
+
+def _step_of(path: Path) -> str:
+    """`` (step N)`` from a checkpoint's counters, or nothing when it cannot be read."""
+    try:
+        step = load_checkpoint(path).get("progress", {}).get("step")
+    except CheckpointError:
+        return " (unreadable)"
+    return f" (step {step})" if isinstance(step, int) else ""
 
 
 def _read_holder(fd: int) -> str:

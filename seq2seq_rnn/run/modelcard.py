@@ -19,7 +19,7 @@ import torch
 
 from seq2seq_rnn.config import Recipe, SplitConfig
 from seq2seq_rnn.errors import CheckpointError
-from seq2seq_rnn.evaluate import read_scores
+from seq2seq_rnn.evaluate import read_scores, score_is_current
 from seq2seq_rnn.run.checkpoint import load_checkpoint, write_text_atomic
 from seq2seq_rnn.run.directory import RunDir
 
@@ -127,12 +127,21 @@ def _scores(run: RunDir, metrics: list[dict[str, Any]], beam: int) -> list[str]:
             f"| {best['val_chrf'] if _number(best.get('val_chrf')) else float('nan'):.2f}"
             f" | | beam {beam} (train.validation_beam_size) | {_cell(best.get('bleu_signature', ''))} |"
         )
-    skipped = []
+    skipped, replaced, unknown = [], 0, 0
+    fingerprints: dict[Path, str | None] = {}
     for name, s in read_scores(run.scores).items():
         if not isinstance(s, dict) or not _number(s.get("bleu")) or not _number(s.get("chrf")):
             skipped.append(name)  # edited by hand or by another tool: the card is still written
             continue
-        how = f"{_text(s.get('checkpoint', '?'))} checkpoint, beam {_text(s.get('beam_size', '?'))}"
+        current = score_is_current(s, run.path, fingerprints)
+        if current is None:  # recorded before scores named their weights
+            unknown += 1
+            continue
+        if not current:  # its best.pt/last.pt was replaced since (training continued)
+            replaced += 1
+            continue
+        step = f", step {s['step']}" if isinstance(s.get("step"), int) else ""
+        how = f"{_text(s.get('checkpoint', '?'))} checkpoint, beam {_text(s.get('beam_size', '?'))}{step}"
         lines.append(
             f"| {_text(s.get('split', name))} | {s['bleu']:.2f} | {s['chrf']:.2f} | {_text(s.get('n', ''))} | {how} "
             f"| {_cell(_text(s.get('bleu_signature', '')))}<br>{_cell(_text(s.get('chrf_signature', '')))} |"
@@ -140,7 +149,20 @@ def _scores(run: RunDir, metrics: list[dict[str, Any]], beam: int) -> list[str]:
     if skipped:
         log.warning("%s: %d entries without numeric bleu/chrf left out of the model card", run.scores, len(skipped))
     out = lines if len(lines) > 2 else ["No scores recorded yet."]
-    return out + ([f"\n{len(skipped)} entries of scores.json without numeric scores are not shown."] if skipped else [])
+    notes = []
+    if replaced:
+        notes.append(
+            f"{replaced} score(s) of scores.json are of weights that are no longer in the checkpoint they were "
+            "scored as (training continued and wrote a new one): not shown; evaluate again to score the new one."
+        )
+    if unknown:
+        notes.append(
+            f"{unknown} score(s) of scores.json of an unknown checkpoint (recorded before scores carried their "
+            "checkpoint's step and fingerprint): not shown."
+        )
+    if skipped:
+        notes.append(f"{len(skipped)} entries of scores.json without numeric scores are not shown.")
+    return out + [f"\n{note}" for note in notes]
 
 
 def _number(value: Any) -> bool:

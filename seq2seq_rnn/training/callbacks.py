@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from seq2seq_rnn.errors import ConfigError
 from seq2seq_rnn.progress_bar import on_terminal, terminal_bar
+from seq2seq_rnn.run.checkpoint import open_no_follow
 
 if TYPE_CHECKING:
     from seq2seq_rnn.training.loop import Trainer
@@ -54,7 +55,7 @@ class MetricsFile(Callback):
         self.path = path
 
     def _append(self, metrics: dict[str, Any]) -> None:
-        with self.path.open("a", encoding="utf-8") as f:
+        with open_no_follow(self.path) as f:  # a link put in its place is refused, never written through
             f.write(json.dumps(metrics) + "\n")
 
     def on_log(self, trainer: Trainer, metrics: dict[str, Any]) -> None:

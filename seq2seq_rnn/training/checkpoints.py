@@ -19,6 +19,7 @@ from seq2seq_rnn.run.checkpoint import (
     load_checkpoint,
     load_model_state,
     save_checkpoint,
+    write_text_atomic,
 )
 from seq2seq_rnn.run.directory import RunDir, read_metrics
 from seq2seq_rnn.training.state import LRSchedule, Progress, Window, rng_state, set_rng_state
@@ -69,6 +70,7 @@ class CheckpointManager:
     def save_last(self) -> None:
         if self.is_main:
             save_checkpoint(self.run.last, self.payload("last"))
+            self.run.end_start()  # from now on the run's files are trained work, never cleaned
 
     def save_best(self) -> None:
         if self.is_main:
@@ -105,4 +107,4 @@ def truncate_metrics(path: Path, step: int) -> None:
     if not path.is_file():
         return
     kept = [record for record in read_metrics(path) if record.get("step", 0) <= step]
-    path.write_text("".join(json.dumps(record) + "\n" for record in kept), encoding="utf-8")
+    write_text_atomic(path, "".join(json.dumps(record) + "\n" for record in kept))

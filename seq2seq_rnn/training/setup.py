@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import random
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,13 @@ from seq2seq_rnn.errors import ConfigError
 from seq2seq_rnn.inference.decoding import check_beam, resolve_device
 from seq2seq_rnn.model import Seq2Seq
 from seq2seq_rnn.registry import import_modules
-from seq2seq_rnn.run.checkpoint import check_writable, remove_stale_temporaries, write_text_atomic
+from seq2seq_rnn.run.checkpoint import (
+    check_writable,
+    copy_atomic,
+    open_no_follow,
+    remove_stale_temporaries,
+    write_text_atomic,
+)
 from seq2seq_rnn.run.directory import RunDir
 
 log = logging.getLogger("seq2seq_rnn.train")
@@ -90,6 +95,12 @@ def prepare_run(recipe: Recipe, run: RunDir, resume: bool, is_main: bool = True,
         return
     run.claim(resume)  # a folder that is not a run of ours is refused before anything changes in it
     try:
+        if run.has_training_state():
+            run.end_start()  # a start record left by a kill right after the first last.pt
+        else:
+            # Refuses a run that lost last.pt but holds trained work; cleans an unfinished start of
+            # the files it created (never a checkpoint), then records what this start begins with.
+            run.begin_start()
         check_writable(run.checkpoints)
         remove_stale_temporaries(run.checkpoints)  # left by a kill mid-write
         remove_stale_temporaries(run.path)
@@ -97,13 +108,6 @@ def prepare_run(recipe: Recipe, run: RunDir, resume: bool, is_main: bool = True,
         log_to_file(run.log)
     except OSError as exc:
         raise ConfigError(f"cannot write to the output directory {run.path}: {exc}") from None
-    if not run.has_training_state() and run.metrics.is_file():
-        log.info("%s: a start that never reached a checkpoint; training starts from the beginning", run.path)
-    run.clean_unfinished_start()  # its metrics.jsonl rows would be written again
-    if not run.has_training_state() and run.tokenizer.is_dir() and world_size == 1:
-        # Left by a start that never reached a checkpoint: maybe half-written or for another recipe.
-        log.info("removing the tokenizer of an unfinished start in %s; it is trained again", run.tokenizer)
-        shutil.rmtree(run.tokenizer)
 
 
 def check_resumable(recipe: Recipe, saved: Recipe, saved_at: Path) -> None:
@@ -119,9 +123,16 @@ def log_to_file(path: Path) -> None:
     root = logging.getLogger("seq2seq_rnn")
     if any(isinstance(h, logging.FileHandler) and Path(h.baseFilename) == path.resolve() for h in root.handlers):
         return
-    handler = logging.FileHandler(path, encoding="utf-8")
+    handler = NoFollowFileHandler(path, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root.addHandler(handler)
+
+
+class NoFollowFileHandler(logging.FileHandler):
+    """A log file opened with ``O_NOFOLLOW``: a link put in its place is refused, never appended through."""
+
+    def _open(self):  # type: ignore[no-untyped-def]
+        return open_no_follow(Path(self.baseFilename), "a")
 
 
 def close_log_file(path: Path) -> None:
@@ -186,7 +197,7 @@ def train_tokenizer(recipe: Recipe, train: SplitTable, run: RunDir, cache_dir: P
         log.info("tokenizer: the same data and settings trained one before; copied from %s", entry)
     run.tokenizer.mkdir(parents=True, exist_ok=True)
     for name in meta["files"]:
-        shutil.copyfile(entry / name, run.tokenizer / name)
+        copy_atomic(entry / name, run.tokenizer / name)  # replaces a link in the way, never writes through it
     return SubwordTokenizer.load(run.tokenizer)
 
 

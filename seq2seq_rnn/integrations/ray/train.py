@@ -30,6 +30,7 @@ from seq2seq_rnn.data.cache import cache_root
 from seq2seq_rnn.errors import ConfigError, TrainingError
 from seq2seq_rnn.integrations import with_scaling
 from seq2seq_rnn.integrations.ray.worker import pack_run_dir, restore_run_dir, train_worker
+from seq2seq_rnn.run.checkpoint import write_text_atomic
 from seq2seq_rnn.run.directory import RunDir
 from seq2seq_rnn.training import prepare_data, prepare_run
 
@@ -128,7 +129,7 @@ def _storage(recipe: Recipe, run: RunDir, resume: bool) -> tuple[str, str]:
         if state.get("storage_path") == storage:
             return storage, state["name"]
     name = f"{recipe.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    state_file.write_text(json.dumps({"storage_path": storage, "name": name}) + "\n", encoding="utf-8")
+    write_text_atomic(state_file, json.dumps({"storage_path": storage, "name": name}) + "\n")
     return storage, name
 
 

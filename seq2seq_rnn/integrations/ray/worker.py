@@ -24,6 +24,7 @@ import torch.distributed as dist
 
 from seq2seq_rnn.config import validate_recipe
 from seq2seq_rnn.registry import import_target
+from seq2seq_rnn.run.checkpoint import copy_atomic
 from seq2seq_rnn.run.directory import RunDir
 from seq2seq_rnn.training import Hooks, Trainer
 
@@ -63,11 +64,9 @@ def restore_run_dir(snapshot: Path, run_dir: Path) -> None:
     """Copy a snapshot over ``run_dir`` (files the snapshot lacks are left alone)."""
     for src in snapshot.rglob("*"):
         if src.is_file():
-            target = run_dir / src.relative_to(snapshot)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(f".{target.name}.restore")
-            shutil.copyfile(src, tmp)
-            os.replace(tmp, target)
+            copy_atomic(src, run_dir / src.relative_to(snapshot))  # replaces a link in the way, never follows it
+    if RunDir(run_dir).has_training_state():
+        RunDir(run_dir).end_start()  # the run reached a checkpoint: its files are trained work from now on
 
 
 # ------------------------------------------------------------ sessions
