@@ -348,16 +348,18 @@ def _interrupt(signum: int, _frame: object) -> None:
 
 
 def _translate_with_plots(translator: Translator, lines: list[str], args: argparse.Namespace) -> int:
-    from seq2seq_rnn.plot import attention_plot_path, check_attention_plot_folder, plot_attention, pyplot
+    from seq2seq_rnn.plot import attention_plot_folder, attention_plot_path, plot_attention, pyplot
 
-    check_attention_plot_folder(args.attention_plot)
+    folder = attention_plot_folder(args.attention_plot, len(lines), [m[0] for m in _members(args)])
     pyplot()  # fail before decoding when matplotlib is missing
     found = translator.translate_with_attention(lines, args.beam_size, args.batch_size)
     for number, item in enumerate(found, 1):
         sys.stdout.write(item.translation.replace("\n", " ") + "\n")
         if item.weights is not None:
-            path = attention_plot_path(args.attention_plot, number)
-            plot_attention(item.weights, item.source_pieces, item.target_pieces, path, item.source)
+            name = attention_plot_path(args.attention_plot, number).name
+            folder.write(
+                name, lambda tmp, i=item: plot_attention(i.weights, i.source_pieces, i.target_pieces, tmp, i.source)
+            )
     print(f"attention plots: {args.attention_plot}", file=sys.stderr)
     return 0
 
@@ -412,6 +414,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_average(args: argparse.Namespace) -> int:
     from seq2seq_rnn.inference.ensemble import average_checkpoints
     from seq2seq_rnn.run.directory import RunDir
+    from seq2seq_rnn.run.outputs import check_output_file
 
     run = RunDir(args.run_dir)
     if (args.checkpoints is None) == (args.last is None):
@@ -423,9 +426,23 @@ def cmd_average(args: argparse.Namespace) -> int:
                 f"{run.checkpoints} keeps {len(paths)} step checkpoints, fewer than --last {args.last} "
                 "(train with train.keep_checkpoints >= N)"
             )
-        output = average_checkpoints(paths, args.output or run.averaged)
+        output = args.output or run.averaged
+        folder = check_output_file(output, "average --output", [run.path, *paths], reserved=_run_file)
+        folder.write(output.name, lambda tmp: average_checkpoints(paths, tmp))
     print(f"averaged {len(paths)} checkpoints into {output}; use it with --checkpoint {output}")
     return 0
+
+
+def _run_file(path: Path) -> str:
+    """Why ``average`` may not write ``path``: a run's checkpoint name, or a file in a run's own folder."""
+    from seq2seq_rnn.run.directory import MARKER_NAME
+
+    if path.name in ("best.pt", "last.pt") or re.fullmatch(r"step-\d+\.pt", path.name):
+        return "is a name training gives its checkpoints (best.pt, last.pt, step-*.pt)"
+    parent = path.resolve().parent
+    if (parent / MARKER_NAME).exists() or (parent / "recipe.yaml").exists():
+        return f"lies in the run directory {parent} itself"
+    return ""
 
 
 def cmd_list_cells(args: argparse.Namespace) -> int:

@@ -6,13 +6,13 @@ imported on first use, with the Agg backend, so plotting works without a display
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from seq2seq_rnn.errors import ConfigError
-from seq2seq_rnn.run.directory import RunDir, check_output_folder
+from seq2seq_rnn.run.directory import RunDir
+from seq2seq_rnn.run.outputs import OutputFolder
 
 # (file name, y label, [(metrics key, legend suffix)]) of each curve picture
 CURVES: list[tuple[str, str, list[tuple[str, str]]]] = [
@@ -21,7 +21,6 @@ CURVES: list[tuple[str, str, list[tuple[str, str]]]] = [
     ("lr.png", "learning rate", [("lr", "")]),
 ]
 PLOT_NAMES = frozenset(name for name, _, _ in CURVES)
-ATTENTION_PLOT = re.compile(r"attention-\d{4,}\.png")  # translate --attention-plot's files
 
 
 def attention_plot_path(folder: Path, number: int) -> Path:
@@ -29,8 +28,11 @@ def attention_plot_path(folder: Path, number: int) -> Path:
     return Path(folder) / f"attention-{number:04d}.png"
 
 
-def check_attention_plot_folder(folder: Path) -> None:
-    check_output_folder(folder, lambda name: ATTENTION_PLOT.fullmatch(name) is not None, "translate --attention-plot")
+def attention_plot_folder(folder: Path, sentences: int, inputs: Sequence[Path] = ()) -> OutputFolder:
+    """The checked folder of ``translate --attention-plot`` for ``sentences`` plots."""
+    out = OutputFolder(folder, "translate --attention-plot", inputs, strict=True)
+    out.check(attention_plot_path(folder, n).name for n in range(1, sentences + 1))
+    return out
 
 
 def pyplot() -> Any:
@@ -63,13 +65,14 @@ def run_labels(run_dirs: Sequence[Path]) -> list[str]:
 def plot_runs(run_dirs: Sequence[Path], output: Path) -> list[Path]:
     """Write loss.png, bleu.png and lr.png for the runs (overlaid) into ``output``; returns the paths."""
     output = Path(output)
-    check_output_folder(output, lambda name: name in PLOT_NAMES, "plot")
+    inputs = [p for r in run_dirs for p in (Path(r), RunDir(Path(r)).metrics)]
+    folder = OutputFolder(output, "plot", inputs, strict=True)
+    folder.check(PLOT_NAMES)
     plt = pyplot()
     runs = [
         (label, RunDir(Path(r)).read_metrics(required=True))
         for label, r in zip(run_labels(run_dirs), run_dirs, strict=True)
     ]
-    output.mkdir(parents=True, exist_ok=True)
     written = []
     for name, ylabel, keys in CURVES:
         fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
@@ -94,10 +97,8 @@ def plot_runs(run_dirs: Sequence[Path], output: Path) -> list[Path]:
         ax.set_title(f"{ylabel} — {', '.join(label for label, _ in runs)}", fontsize="medium")
         ax.grid(True, alpha=0.3)
         fig.tight_layout()
-        path = output / name
-        fig.savefig(path)
+        written.append(folder.write(name, lambda tmp, fig=fig: fig.savefig(tmp, format="png")))
         plt.close(fig)
-        written.append(path)
     return written
 
 

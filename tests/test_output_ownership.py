@@ -20,7 +20,9 @@ from seq2seq_rnn.run.outputs import MANIFEST, OutputFolder, check_output_file
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+    """Every file's bytes (the run's lock file aside: each command that takes the lock rewrites it)."""
+    files = (p for p in sorted(folder.rglob("*")) if p.is_file() and p.name != "seq2seq_rnn.lock")
+    return {str(p.relative_to(folder)): p.read_bytes() for p in files}
 
 
 @pytest.fixture
