@@ -111,6 +111,7 @@ def _parser() -> argparse.ArgumentParser:
 def _serve_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     serve = sub.add_parser("serve", help="serve runs over HTTP with Ray Serve (docs/serving.md)")
     serve.add_argument("run_dirs", nargs="+", metavar="[NAME=]RUN_DIR", help="one model per run directory")
+    _import_arg(serve)
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--replicas", type=positive_int, default=1, help="replicas, each holding every model")
@@ -144,7 +145,7 @@ def _import_arg(parser: argparse.ArgumentParser) -> None:
         default=[],
         metavar="MODULE",
         help="import a module (dotted name or .py file) first, e.g. one whose register_cell() adds a cell; repeatable."
-        " train records it in the run's recipe (plugins:), so later commands import it too",
+        " Also allows a recipe's or run directory's plugins: entry of the same name (train records it there)",
     )
 
 
@@ -502,10 +503,11 @@ def main(argv: list[str] | None = None) -> int:
         print("error: standard output is closed; redirect it instead (e.g. > out.txt or > /dev/null)", file=sys.stderr)
         return 2
     try:
-        if getattr(args, "imports", None):
-            from seq2seq_rnn.registry import import_modules
+        if getattr(args, "imports", None):  # the user's consent: recipes and run directories naming them may too
+            from seq2seq_rnn.registry import allow_plugins, import_modules
 
             args.imports = [str(Path(m).resolve()) if m.endswith(".py") else m for m in args.imports]
+            allow_plugins(args.imports)
             import_modules(args.imports, "--import")
         return COMMANDS[args.command](args)
     except KeyboardInterrupt:  # before training's own handler is installed (e.g. data preparation)
