@@ -186,7 +186,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from seq2seq_rnn.training import Trainer
 
     recipe = load_recipe(args.recipe, args.overrides)
-    if args.imports:  # the run directory remembers them: translate/evaluate/export import them too
+    if args.imports:  # the run directory remembers them: translate/evaluate/export of it need the same --import
         plugins = [p for p in args.imports if p not in recipe.plugins]
         recipe = recipe.model_copy(update={"plugins": [*recipe.plugins, *plugins]})
     check_model_config(recipe.model)  # cell options, attention sizes: fail before any work
@@ -502,14 +502,14 @@ def main(argv: list[str] | None = None) -> int:
     if sys.stdout is None:  # started with stdout closed (``>&-``): Python leaves sys.stdout unset
         print("error: standard output is closed; redirect it instead (e.g. > out.txt or > /dev/null)", file=sys.stderr)
         return 2
-    try:
-        if getattr(args, "imports", None):  # the user's consent: recipes and run directories naming them may too
-            from seq2seq_rnn.registry import allow_plugins, import_modules
+    from seq2seq_rnn.registry import allow_plugins, import_modules
 
-            args.imports = [str(Path(m).resolve()) if m.endswith(".py") else m for m in args.imports]
-            allow_plugins(args.imports)
-            import_modules(args.imports, "--import")
-        return COMMANDS[args.command](args)
+    imports = [str(Path(m).resolve()) if m.endswith(".py") else m for m in getattr(args, "imports", None) or []]
+    try:
+        with allow_plugins(imports):  # the user's consent: a recipe or run directory naming them imports them too
+            args.imports = imports
+            import_modules(imports, "--import")
+            return COMMANDS[args.command](args)
     except KeyboardInterrupt:  # before training's own handler is installed (e.g. data preparation)
         print("interrupted", file=sys.stderr)
         return 130

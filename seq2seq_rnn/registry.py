@@ -79,14 +79,26 @@ def _same_plugin(a: str, b: str) -> bool:
     return a == b
 
 
-def allow_plugins(specs: Iterable[str]) -> None:
-    """Consent from the command line (``--import``): these modules may be imported for a recipe or
-    run directory that names them. Exported in ``SEQ2SEQ_RNN_ALLOW_PLUGINS`` too, so the processes
-    this one starts (Ray workers of a local cluster) share the consent."""
+@contextlib.contextmanager
+def allow_plugins(specs: Iterable[str]) -> Iterator[None]:
+    """Consent from the command line (``--import``), for the block: these modules may be imported
+    for a recipe or run directory that names them. Exported in ``SEQ2SEQ_RNN_ALLOW_PLUGINS`` too, so
+    the processes started meanwhile (Ray workers of a local cluster) share the consent."""
     specs = [s for s in specs if s]
+    saved_env, saved_set = os.environ.get(ALLOW_ENV), set(_COMMAND_LINE)
     _COMMAND_LINE.update(specs)
-    known = [s for s in os.environ.get(ALLOW_ENV, "").split(",") if s.strip()]
-    os.environ[ALLOW_ENV] = ",".join([*known, *(s for s in specs if s not in known)])
+    known = [s for s in (saved_env or "").split(",") if s.strip()]
+    if specs:
+        os.environ[ALLOW_ENV] = ",".join([*known, *(s for s in specs if s not in known)])
+    try:
+        yield
+    finally:
+        _COMMAND_LINE.clear()
+        _COMMAND_LINE.update(saved_set)
+        if saved_env is None:
+            os.environ.pop(ALLOW_ENV, None)
+        else:
+            os.environ[ALLOW_ENV] = saved_env
 
 
 def plugin_allowed(spec: str) -> bool:
