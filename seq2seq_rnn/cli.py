@@ -7,6 +7,7 @@ fix (Seq2SeqError) are printed without a traceback and exit with status 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -311,7 +312,8 @@ def cmd_translate(args: argparse.Namespace) -> int:
         return _translate_with_ray(args)
     from seq2seq_rnn.cells.failure import naming_plugin_cells
 
-    translator = _translator(args)
+    with contextlib.redirect_stdout(sys.stderr):  # stdout carries translations only, never what plugin cells print
+        translator = _translator(args)
     with naming_plugin_cells(translator.recipe.model, "while translating"):
         return _translate_stdin(translator, args)
 
@@ -326,10 +328,12 @@ def _translate_stdin(translator: Translator, args: argparse.Namespace) -> int:
         return _translate_with_plots(translator, [line.rstrip("\r\n") for line in stdin], args)
     signal.signal(signal.SIGTERM, _interrupt)  # like Ctrl-C: what was written stays, exit 130
     per_chunk = args.batch_size or translator.recipe.decode.batch_size
+    out = sys.stdout
     for chunk in _chunks((line.rstrip("\r\n") for line in stdin), per_chunk):
-        outs = translator.translate(chunk, beam_size=args.beam_size, batch_size=args.batch_size)
-        sys.stdout.write("".join(out.replace("\n", " ") + "\n" for out in outs))
-        sys.stdout.flush()  # batch by batch, in input order: an interrupted run keeps what it translated
+        with contextlib.redirect_stdout(sys.stderr):  # a plugin cell's print() while decoding: not a translation
+            found = translator.translate(chunk, beam_size=args.beam_size, batch_size=args.batch_size)
+        out.write("".join(text.replace("\n", " ") + "\n" for text in found))
+        out.flush()  # batch by batch, in input order: an interrupted run keeps what it translated
     return 0
 
 
@@ -353,7 +357,8 @@ def _translate_with_plots(translator: Translator, lines: list[str], args: argpar
 
     folder = attention_plot_folder(args.attention_plot, len(lines), [m[0] for m in _members(args)])
     pyplot()  # fail before decoding when matplotlib is missing
-    found = translator.translate_with_attention(lines, args.beam_size, args.batch_size)
+    with contextlib.redirect_stdout(sys.stderr):  # stdout carries translations only
+        found = translator.translate_with_attention(lines, args.beam_size, args.batch_size)
     for number, item in enumerate(found, 1):
         sys.stdout.write(item.translation.replace("\n", " ") + "\n")
         if item.weights is not None:

@@ -171,3 +171,27 @@ def test_translate_with_consent_prints_translations_only(tiny_run, tmp_path) -> 
         assert proc.stdout == plain.stdout  # the plugin's prints went to stderr
         assert "PLUGIN SAYS HELLO" in proc.stderr and "PLUGIN WRITES TO FD 1" in proc.stderr
         marker(tmp_path).unlink()
+
+
+@pytest.mark.slow  # ~25 s: trains a run with a plugin cell, then translates with it
+def test_a_plugin_cell_printing_while_it_runs_stays_out_of_translations(tmp_path: Path) -> None:
+    from tests.helpers import small_overrides, user_cell_source
+
+    source = user_cell_source("test_noisy_cell")
+    source = source.replace(
+        "    def forward(self, x, state):\n", "    def forward(self, x, state):\n        print('NOISY')\n"
+    )
+    source = source.replace(
+        "        super().__init__(input_size, hidden_size)\n",
+        "        super().__init__(input_size, hidden_size)\n        print('NOISY INIT')\n",
+    )
+    cells = tmp_path / "noisy_cells.py"
+    cells.write_text("print('NOISY IMPORT')\n" + source, encoding="utf-8")
+    run = tmp_path / "run"
+    settings = small_overrides(train__max_steps=2, train__validate_every=2, model__encoder__cell="test_noisy_cell")
+    trained = run_cli("train", TINY, "--import", cells, "--output-dir", run, "--no-test", *settings)
+    assert trained.returncode == 0, trained.stderr
+    proc = run_cli("translate", run, "--import", cells, stdin=b"Ein Hund.\n\nEine Katze.\n")
+    assert proc.returncode == 0, proc.stderr
+    assert "NOISY" not in proc.stdout and len(proc.stdout.splitlines()) == 3
+    assert "NOISY IMPORT" in proc.stderr and "NOISY INIT" in proc.stderr and "NOISY\n" in proc.stderr
