@@ -9,6 +9,7 @@ a plugin prints when imported goes to stderr, never into translations.
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 from pathlib import Path
 
@@ -121,8 +122,9 @@ def test_train_refuses_a_recipe_plugin_without_consent(tmp_path: Path) -> None:
     plugin(tmp_path)
     recipe = recipe_with(tmp_path, ["cells_evil.py"])
     env = {k: v for k, v in cli_env().items() if k != ALLOW_ENV}
-    for extra in ({}, {DISABLE_ENV: "1"}, {DISABLE_ENV: "1", ALLOW_ENV: str(tmp_path / "cells_evil.py")}):
-        proc = run_cli("train", recipe, "--output-dir", tmp_path / "run", env={**env, **extra})
+    cases = ({}, {DISABLE_ENV: "1"}, {DISABLE_ENV: "1", ALLOW_ENV: str(tmp_path / "cells_evil.py")})
+    for command, extra in [*(("train", e) for e in cases), ("tune", {})]:
+        proc = run_cli(command, recipe, "--output-dir", tmp_path / "run", env={**env, **extra})
         assert proc.returncode == 2, proc.stderr
         assert "--import" in proc.stderr and "cells_evil.py" in proc.stderr and "Traceback" not in proc.stderr
         assert not marker(tmp_path).exists() and not (tmp_path / "run").exists()
@@ -144,8 +146,14 @@ def received(tiny_run: Path, tmp_path: Path, plugins: list[str]) -> Path:
         ["translate", "{run}"],
         ["evaluate", "{run}", "--split", "validation"],
         ["export", "{run}", "--output", "{tmp}/export"],
+        pytest.param(
+            ["translate", "{run}", "--ray", "--input", "{tmp}/cells_evil.py", "--output", "{tmp}/out"],
+            marks=pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="needs ray"),
+        ),
+        ["serve", "{run}", "--port", "0"],
+        ["train", "{run}/recipe.yaml", "--output-dir", "{run}", "--resume"],
     ],
-    ids=["translate", "evaluate", "export"],
+    ids=["translate", "evaluate", "export", "translate-ray", "serve", "train-resume"],
 )
 def test_a_received_run_directory_imports_nothing_without_consent(tiny_run, tmp_path, command) -> None:
     evil = plugin(tmp_path)

@@ -39,6 +39,7 @@ import ray.data
 
 from seq2seq_rnn.errors import DataError
 from seq2seq_rnn.inference.translator import Translator
+from seq2seq_rnn.run.directory import RunDir
 from seq2seq_rnn.run.outputs import OutputFolder
 
 log = logging.getLogger("seq2seq_rnn.integrations.ray")
@@ -111,6 +112,7 @@ def translate_files(
         raise DataError("--input files must have distinct names: each gives OUTPUT_DIR/<name>")
     folder = OutputFolder(Path(output_dir), "translate --ray", [*paths, Path(run_dir)])
     folder.check(names)  # an input, a user's file or a symlink at OUTPUT/<name>: refused before Ray starts
+    RunDir(Path(run_dir)).load_recipe()  # so is a bad recipe, or plugins the user has not allowed
     started = not ray.is_initialized()
     if started:
         ray.init(address=address, logging_level=logging.WARNING)
