@@ -37,7 +37,6 @@ from seq2seq_rnn.run.directory import RunDir
 from seq2seq_rnn.run.outputs import OutputFolder
 
 # What a sweep writes into its --output-dir; a folder holding an earlier sweep is reused whole.
-SWEEP_NAMES = frozenset({"tune", "best.yaml", "best_run"})
 
 log = logging.getLogger("seq2seq_rnn.integrations.ray")
 DRIVER_RESOURCE = "tune_driver"  # a custom resource that counts multi-worker trials' drivers
