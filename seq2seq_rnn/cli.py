@@ -7,6 +7,7 @@ fix (Seq2SeqError) are printed without a traceback and exit with status 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -111,6 +112,7 @@ def _parser() -> argparse.ArgumentParser:
 def _serve_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     serve = sub.add_parser("serve", help="serve runs over HTTP with Ray Serve (docs/serving.md)")
     serve.add_argument("run_dirs", nargs="+", metavar="[NAME=]RUN_DIR", help="one model per run directory")
+    _import_arg(serve)
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--replicas", type=positive_int, default=1, help="replicas, each holding every model")
@@ -144,7 +146,7 @@ def _import_arg(parser: argparse.ArgumentParser) -> None:
         default=[],
         metavar="MODULE",
         help="import a module (dotted name or .py file) first, e.g. one whose register_cell() adds a cell; repeatable."
-        " train records it in the run's recipe (plugins:), so later commands import it too",
+        " Also allows a recipe's or run directory's plugins: entry of the same name (train records it there)",
     )
 
 
@@ -192,7 +194,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from seq2seq_rnn.training import Trainer
 
     recipe = load_recipe(args.recipe, args.overrides)
-    if args.imports:  # the run directory remembers them: translate/evaluate/export import them too
+    if args.imports:  # the run directory remembers them: translate/evaluate/export of it need the same --import
         plugins = [p for p in args.imports if p not in recipe.plugins]
         recipe = recipe.model_copy(update={"plugins": [*recipe.plugins, *plugins]})
     check_model_config(recipe.model)  # cell options, attention sizes: fail before any work
@@ -312,7 +314,8 @@ def cmd_translate(args: argparse.Namespace) -> int:
     from seq2seq_rnn.cells.failure import naming_plugin_cells
     from seq2seq_rnn.inference.translator import Translator
 
-    translator = Translator.load_ensemble(_members(args), args.device, args.quantize, args.precision)
+    with contextlib.redirect_stdout(sys.stderr):  # stdout carries translations only, never what plugin cells print
+        translator = Translator.load_ensemble(_members(args), args.device, args.quantize, args.precision)
     with naming_plugin_cells(translator.recipe.model, "while translating"):
         return _translate_stdin(translator, args)
 
@@ -329,13 +332,16 @@ def _translate_stdin(translator: Translator, args: argparse.Namespace) -> int:
     if args.attention_plot is not None:
         from seq2seq_rnn.plot import translate_with_attention_plots
 
-        outputs = translate_with_attention_plots(translator, read_lines(stdin), settings, args.attention_plot)
+        inputs = [member[0] for member in _members(args)]
+        outputs = translate_with_attention_plots(translator, read_lines(stdin), settings, args.attention_plot, inputs)
     else:
         signal.signal(signal.SIGTERM, _interrupt)  # like Ctrl-C: what was written stays, exit 130
         outputs = translate_stream(translator, read_lines(stdin), settings)
-    for text in outputs:
-        sys.stdout.write(text)
-        sys.stdout.flush()  # batch by batch, in input order: an interrupted run keeps what it translated
+    out = sys.stdout
+    with contextlib.redirect_stdout(sys.stderr):  # a plugin cell's print() while decoding: not a translation
+        for text in outputs:
+            out.write(text)
+            out.flush()  # batch by batch, in input order: an interrupted run keeps what it translated
     if args.attention_plot is not None:
         print(f"attention plots: {args.attention_plot}", file=sys.stderr)
     return 0
@@ -394,6 +400,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_average(args: argparse.Namespace) -> int:
     from seq2seq_rnn.inference.ensemble import average_checkpoints
     from seq2seq_rnn.run.directory import RunDir
+    from seq2seq_rnn.run.outputs import check_output_file
 
     run = RunDir(args.run_dir)
     if (args.checkpoints is None) == (args.last is None):
@@ -405,9 +412,23 @@ def cmd_average(args: argparse.Namespace) -> int:
                 f"{run.checkpoints} keeps {len(paths)} step checkpoints, fewer than --last {args.last} "
                 "(train with train.keep_checkpoints >= N)"
             )
-        output = average_checkpoints(paths, args.output or run.averaged)
+        output = args.output or run.averaged
+        folder = check_output_file(output, "average --output", [run.path, *paths], reserved=_run_file)
+        folder.write(output.name, lambda tmp: average_checkpoints(paths, tmp))
     print(f"averaged {len(paths)} checkpoints into {output}; use it with --checkpoint {output}")
     return 0
+
+
+def _run_file(path: Path) -> str:
+    """Why ``average`` may not write ``path``: a run's checkpoint name, or a file in a run's own folder."""
+    from seq2seq_rnn.run.directory import MARKER_NAME
+
+    if path.name in ("best.pt", "last.pt") or re.fullmatch(r"step-\d+\.pt", path.name):
+        return "is a name training gives its checkpoints (best.pt, last.pt, step-*.pt)"
+    parent = path.resolve().parent
+    if (parent / MARKER_NAME).exists() or (parent / "recipe.yaml").exists():
+        return f"lies in the run directory {parent} itself"
+    return ""
 
 
 def cmd_list_cells(args: argparse.Namespace) -> int:
@@ -466,13 +487,14 @@ def main(argv: list[str] | None = None) -> int:
     if sys.stdout is None:  # started with stdout closed (``>&-``): Python leaves sys.stdout unset
         print("error: standard output is closed; redirect it instead (e.g. > out.txt or > /dev/null)", file=sys.stderr)
         return 2
-    try:
-        if getattr(args, "imports", None):
-            from seq2seq_rnn.registry import import_modules
+    from seq2seq_rnn.registry import allow_plugins, import_modules
 
-            args.imports = [str(Path(m).resolve()) if m.endswith(".py") else m for m in args.imports]
-            import_modules(args.imports, "--import")
-        return COMMANDS[args.command](args)
+    imports = [str(Path(m).resolve()) if m.endswith(".py") else m for m in getattr(args, "imports", None) or []]
+    try:
+        with allow_plugins(imports):  # the user's consent: a recipe or run directory naming them imports them too
+            args.imports = imports
+            import_modules(imports, "--import")
+            return COMMANDS[args.command](args)
     except KeyboardInterrupt:  # before training's own handler is installed (e.g. data preparation)
         print("interrupted", file=sys.stderr)
         return 130

@@ -32,6 +32,10 @@ class PluginError(Seq2SeqError):
     """A plugin component cannot be loaded or breaks its contract."""
 
 
+class PluginConsentError(PluginError):
+    """A recipe or run directory names code to import that the user has not allowed."""
+
+
 class TrainingError(Seq2SeqError):
     """Training cannot continue (e.g. too many non-finite losses)."""
 

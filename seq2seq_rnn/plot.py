@@ -6,14 +6,14 @@ imported on first use, with the Agg backend, so plotting works without a display
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from seq2seq_rnn.errors import ConfigError
 from seq2seq_rnn.inference.stream import StreamSettings, output_line
-from seq2seq_rnn.run.directory import RunDir, check_output_folder
+from seq2seq_rnn.run.directory import RunDir
+from seq2seq_rnn.run.outputs import OutputFolder
 
 if TYPE_CHECKING:
     from seq2seq_rnn.inference.translator import Translator
@@ -25,7 +25,6 @@ CURVES: list[tuple[str, str, list[tuple[str, str]]]] = [
     ("lr.png", "learning rate", [("lr", "")]),
 ]
 PLOT_NAMES = frozenset(name for name, _, _ in CURVES)
-ATTENTION_PLOT = re.compile(r"attention-\d{4,}\.png")  # translate --attention-plot's files
 
 
 def attention_plot_path(folder: Path, number: int) -> Path:
@@ -33,30 +32,40 @@ def attention_plot_path(folder: Path, number: int) -> Path:
     return Path(folder) / f"attention-{number:04d}.png"
 
 
-def check_attention_plot_folder(folder: Path) -> None:
-    check_output_folder(folder, lambda name: ATTENTION_PLOT.fullmatch(name) is not None, "translate --attention-plot")
+def attention_plot_folder(folder: Path, sentences: int, inputs: Sequence[Path] = ()) -> OutputFolder:
+    """The checked folder of ``translate --attention-plot`` for ``sentences`` plots."""
+    out = OutputFolder(folder, "translate --attention-plot", inputs, strict=True)
+    out.check(attention_plot_path(folder, n).name for n in range(1, sentences + 1))
+    return out
 
 
 def translate_with_attention_plots(
-    translator: Translator, lines: Iterable[str], settings: StreamSettings, folder: Path
+    translator: Translator,
+    lines: Iterable[str],
+    settings: StreamSettings,
+    folder: Path,
+    inputs: Sequence[Path] = (),
 ) -> Iterator[str]:
     """``translate --attention-plot``: the output line of each of ``lines``, in order, and a heat map
     per sentence in ``folder`` (``attention_plot_path``), written after its line is taken.
 
-    All lines are decoded before the first one comes back; the folder and matplotlib are checked first.
+    All lines are decoded before the first one comes back; the folder (owned through its manifest,
+    never one of ``inputs``) and matplotlib are checked first.
     """
     lines = list(lines)
-    check_attention_plot_folder(folder)
+    out = attention_plot_folder(folder, len(lines), inputs)
     pyplot()  # fail before decoding when matplotlib is missing
-    return _plotted(translator.translate_with_attention(lines, settings.beam_size, settings.batch_size), folder)
+    return _plotted(translator.translate_with_attention(lines, settings.beam_size, settings.batch_size), out)
 
 
-def _plotted(found: list[Any], folder: Path) -> Iterator[str]:
+def _plotted(found: list[Any], out: OutputFolder) -> Iterator[str]:
     for number, item in enumerate(found, 1):
         yield output_line(item.translation)
         if item.weights is not None:
-            path = attention_plot_path(folder, number)
-            plot_attention(item.weights, item.source_pieces, item.target_pieces, path, item.source)
+            name = attention_plot_path(out.folder, number).name
+            out.write(
+                name, lambda tmp, i=item: plot_attention(i.weights, i.source_pieces, i.target_pieces, tmp, i.source)
+            )
 
 
 def pyplot() -> Any:
@@ -89,13 +98,14 @@ def run_labels(run_dirs: Sequence[Path]) -> list[str]:
 def plot_runs(run_dirs: Sequence[Path], output: Path) -> list[Path]:
     """Write loss.png, bleu.png and lr.png for the runs (overlaid) into ``output``; returns the paths."""
     output = Path(output)
-    check_output_folder(output, lambda name: name in PLOT_NAMES, "plot")
+    inputs = [p for r in run_dirs for p in (Path(r), RunDir(Path(r)).metrics)]
+    folder = OutputFolder(output, "plot", inputs, strict=True)
+    folder.check(PLOT_NAMES)
     plt = pyplot()
     runs = [
         (label, RunDir(Path(r)).read_metrics(required=True))
         for label, r in zip(run_labels(run_dirs), run_dirs, strict=True)
     ]
-    output.mkdir(parents=True, exist_ok=True)
     written = []
     for name, ylabel, keys in CURVES:
         fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
@@ -120,10 +130,8 @@ def plot_runs(run_dirs: Sequence[Path], output: Path) -> list[Path]:
         ax.set_title(f"{ylabel} — {', '.join(label for label, _ in runs)}", fontsize="medium")
         ax.grid(True, alpha=0.3)
         fig.tight_layout()
-        path = output / name
-        fig.savefig(path)
+        written.append(folder.write(name, lambda tmp, fig=fig: fig.savefig(tmp, format="png")))
         plt.close(fig)
-        written.append(path)
     return written
 
 

@@ -12,10 +12,19 @@ distributions only. Two providers of one name (or a plugin claiming a built-in's
 name) make only that name unusable, with an error naming both; everything else
 keeps working. :func:`import_modules` imports user modules (``--import``, a recipe's
 ``plugins:``) whose ``register_*`` calls add components.
+
+Trust: a recipe or a run directory is data, and may come from anyone. The modules its
+``plugins:`` names are code, imported only with the user's consent (:func:`import_recipe_plugins`):
+named with ``--import`` on this command line (:func:`allow_plugins`), or listed in
+``SEQ2SEQ_RNN_ALLOW_PLUGINS=name,path.py``; ``SEQ2SEQ_RNN_DISABLE_PLUGINS=1`` withdraws
+the variable's consent too. Entry points of installed distributions are the user's own
+installation and load by name on first use, unless switched off. What plugin code prints
+while it is imported goes to stderr, so ``translate``'s stdout carries translations only.
 """
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import importlib
 import importlib.metadata as metadata
@@ -23,16 +32,19 @@ import importlib.util
 import logging
 import os
 import re
+import shlex
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from seq2seq_rnn.errors import ConfigError, PluginError, describe_exit
+from seq2seq_rnn.errors import ConfigError, PluginConsentError, PluginError, describe_exit
 
 BUILTIN = "built-in"
 DISABLE_ENV = "SEQ2SEQ_RNN_DISABLE_PLUGINS"
+ALLOW_ENV = "SEQ2SEQ_RNN_ALLOW_PLUGINS"
+_COMMAND_LINE: set[str] = set()  # --import of this process: consent even with plugins switched off
 
 log = logging.getLogger(__name__)
 
@@ -61,16 +73,102 @@ def disabled_distributions() -> set[str] | None:
     return {_normalize(d) for d in value.split(",") if d.strip() and d.strip() not in ("0", "false", "no")}
 
 
+def _same_plugin(a: str, b: str) -> bool:
+    if a.endswith(".py") and b.endswith(".py"):
+        return os.path.realpath(os.path.expanduser(a)) == os.path.realpath(os.path.expanduser(b))
+    return a == b
+
+
+@contextlib.contextmanager
+def allow_plugins(specs: Iterable[str]) -> Iterator[None]:
+    """Consent from the command line (``--import``), for the block: these modules may be imported
+    for a recipe or run directory that names them. Exported in ``SEQ2SEQ_RNN_ALLOW_PLUGINS`` too, so
+    the processes started meanwhile (Ray workers of a local cluster) share the consent."""
+    specs = [s for s in specs if s]
+    saved_env, saved_set = os.environ.get(ALLOW_ENV), set(_COMMAND_LINE)
+    _COMMAND_LINE.update(specs)
+    known = [s for s in (saved_env or "").split(",") if s.strip()]
+    if specs:
+        os.environ[ALLOW_ENV] = ",".join([*known, *(s for s in specs if s not in known)])
+    try:
+        yield
+    finally:
+        _COMMAND_LINE.clear()
+        _COMMAND_LINE.update(saved_set)
+        if saved_env is None:
+            os.environ.pop(ALLOW_ENV, None)
+        else:
+            os.environ[ALLOW_ENV] = saved_env
+
+
+def plugin_allowed(spec: str) -> bool:
+    """Whether the user consented to importing ``spec`` (see the module's docstring)."""
+    if any(_same_plugin(spec, given) for given in _COMMAND_LINE):
+        return True
+    if disabled_distributions() is None:  # plugins off: the variable's consent is withdrawn too
+        return False
+    allowed = [s.strip() for s in os.environ.get(ALLOW_ENV, "").split(",") if s.strip()]
+    return any(_same_plugin(spec, given) for given in allowed)
+
+
+def import_recipe_plugins(specs: list[str], source: str) -> None:
+    """Import a recipe's (or run directory's) ``plugins:``, or refuse all of them, naming each one
+    and the exact flags that allow them, when any lacks the user's consent."""
+    refused = [spec for spec in specs if not plugin_allowed(spec)]
+    if refused:
+        listed = ", ".join(repr(s) for s in refused)
+        flags = " ".join(f"--import {_shell_word(s)}" for s in refused)
+        if disabled_distributions() is None:
+            how = f"{DISABLE_ENV} is set, so only --import on the command line allows them: add {flags}"
+        else:
+            how = f"if you trust it, add {flags}, or set {ALLOW_ENV}={_shell_word(','.join(refused))}"
+        raise PluginConsentError(
+            f"{source}: plugins: the recipe names code to import ({listed}); nothing was imported: "
+            f"code named by a recipe or run directory runs only with your consent; {how}"
+        )
+    import_modules(specs, f"{source}: plugins")
+
+
+def _shell_word(text: str) -> str:
+    return shlex.quote(text)
+
+
+@contextlib.contextmanager
+def plugin_output_to_stderr() -> Iterator[None]:
+    """While plugin code runs its import: what it prints goes to stderr (Python's sys.stdout and
+    file descriptor 1 both), never into a command's output such as translations."""
+    with contextlib.ExitStack() as stack:
+        if sys.stdout is not None and sys.stderr is not None:
+            with contextlib.suppress(Exception):
+                sys.stdout.flush()
+            stack.enter_context(contextlib.redirect_stdout(sys.stderr))
+        try:
+            saved = os.dup(1)
+            os.dup2(2, 1)
+        except OSError:  # no fd 1 or 2 (a daemon): nothing to mix into
+            saved = None
+        try:
+            yield
+        finally:
+            if saved is not None:
+                with contextlib.suppress(Exception):
+                    sys.stderr.flush()
+                os.dup2(saved, 1)
+                os.close(saved)
+
+
 def import_modules(specs: Iterable[str], source: str) -> None:
     """Import user modules first, so their ``register_cell``/``register_attention`` calls
     run: a dotted module name on sys.path, or a path to a ``.py`` file (loaded under its
-    stem, without touching sys.path). Importing a module twice is a no-op."""
+    stem, without touching sys.path). Importing a module twice is a no-op. The caller has
+    the user's consent (``--import``, or :func:`import_recipe_plugins`)."""
     for spec in specs:
         try:
-            if spec.endswith(".py"):
-                _import_file(Path(spec).expanduser())
-            else:
-                importlib.import_module(spec)
+            with plugin_output_to_stderr():
+                if spec.endswith(".py"):
+                    _import_file(Path(spec).expanduser())
+                else:
+                    importlib.import_module(spec)
         except Exception as exc:  # the user's code: any failure, reported with where it came from
             raise PluginError(f"{source}: cannot import {spec!r}: {type(exc).__name__}: {exc}") from exc
         except SystemExit as exc:  # sys.exit() at import: reported, never a silent exit with its code
@@ -250,7 +348,11 @@ class Registry:
             return self._loaded[name]
         entry = self._entry(name)
         try:
-            obj = entry.obj if entry.obj is not None else import_target(entry.target)
+            if entry.obj is not None:
+                obj = entry.obj
+            else:
+                with plugin_output_to_stderr():
+                    obj = import_target(entry.target)
         except Exception as exc:  # any import failure of third-party code
             raise PluginError(
                 f"{self.kind} {name!r} from {entry.origin} could not be loaded from "

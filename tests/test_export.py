@@ -104,7 +104,10 @@ def plugin_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_export_of_a_plugin_cell_run_is_refused_before_creating_anything(plugin_run: Path, tmp_path: Path) -> None:
     out = tmp_path / "export"
-    proc = run_cli("export", plugin_run, "--output", out)
+    cells = plugin_run.parent / "user_cells.py"
+    refused = run_cli("export", plugin_run, "--output", out)  # the run's plugin needs consent (issue 21)
+    assert refused.returncode == 2 and f"--import {cells}" in refused.stderr and not out.exists()
+    proc = run_cli("export", plugin_run, "--import", cells, "--output", out)
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
     assert "cannot be traced for export" in proc.stderr and "'test_export_user_cell' (register() in" in proc.stderr

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from seq2seq_rnn.cli import main
+from seq2seq_rnn.run.outputs import MANIFEST, OutputFolder
 from tests.helpers import ROOT
 
 
@@ -69,7 +70,7 @@ def test_an_earlier_output_is_replaced(tiny_run, tmp_path, capsys) -> None:
     for _ in range(2):
         assert main(["plot", str(tiny_run), "--output", str(plots)]) == 0
         assert main(["export", str(tiny_run), "--output", str(export)]) == 0
-    assert sorted(p.name for p in plots.iterdir()) == ["bleu.png", "loss.png", "lr.png"]
+    assert sorted(p.name for p in plots.iterdir()) == [MANIFEST, "bleu.png", "loss.png", "lr.png"]
     assert {"config.json", "translate.py", "encoder.pt", "decoder_step.pt"} <= {p.name for p in export.iterdir()}
 
 
@@ -85,7 +86,8 @@ def test_tune_refuses_a_users_folder_before_starting_ray(tmp_path, capsys, monke
     assert main(["tune", str(ROOT / "recipes" / "tiny_sweep.yaml"), "--output-dir", str(folder)]) == 2
     assert "README.md" in capsys.readouterr().err
     assert unchanged(folder, files)
-    earlier = tmp_path / "sweep"  # an earlier sweep's folder is accepted (and so reaches Ray)
+    earlier = tmp_path / "sweep"  # an earlier sweep's folder (its manifest says so) is accepted: it reaches Ray
+    OutputFolder(earlier, "tune").record_directory("tune")
     (earlier / "tune").mkdir(parents=True)
     (earlier / "notes.txt").write_text("kept")
     with pytest.raises(AssertionError, match="Ray was started"):

@@ -242,7 +242,8 @@ def test_the_unmodified_recipe_is_valid(tmp_path):
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_malformed_recipe_is_refused_before_any_work(case, tmp_path, capsys):
+def test_malformed_recipe_is_refused_before_any_work(case, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("SEQ2SEQ_RNN_ALLOW_PLUGINS", f"no_such_cells_xyz,{PLUGIN_CELL}")  # the plugin cases' consent
     recipe = write_case(case, tmp_path)
     run = tmp_path / "run"
     args = ["train", str(recipe), "--output-dir", str(run), "--no-test"]

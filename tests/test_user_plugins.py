@@ -12,6 +12,7 @@ import yaml
 from seq2seq_rnn.components import CELLS
 from seq2seq_rnn.config import load_recipe
 from seq2seq_rnn.errors import PluginError
+from seq2seq_rnn.registry import ALLOW_ENV
 from tests.helpers import TINY, run_cli, small_overrides, user_cell_source
 
 
@@ -21,8 +22,9 @@ def write_cells(folder: Path, name: str, file: str = "my_cells.py") -> Path:
     return path
 
 
-def test_recipe_plugins_list_imports_a_file_relative_to_the_recipe(tmp_path: Path) -> None:
+def test_recipe_plugins_list_imports_a_file_relative_to_the_recipe(tmp_path: Path, monkeypatch) -> None:
     write_cells(tmp_path, "test_recipe_plugin_cell")
+    monkeypatch.setenv(ALLOW_ENV, str(tmp_path / "my_cells.py"))  # consent (issue 21): a recipe's code is not run
     raw = yaml.safe_load(TINY.read_text(encoding="utf-8"))
     raw["plugins"] = ["my_cells.py"]
     raw["model"]["encoder"]["cell"] = "test_recipe_plugin_cell"
@@ -41,7 +43,8 @@ def test_recipe_plugins_list_imports_a_file_relative_to_the_recipe(tmp_path: Pat
     assert "plugins" not in load_recipe(TINY).to_dict()  # recipes without plugins are written as before
 
 
-def test_an_unimportable_plugin_names_the_recipe_key(tmp_path: Path) -> None:
+def test_an_unimportable_plugin_names_the_recipe_key(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv(ALLOW_ENV, "no_such_module_xyz")
     with pytest.raises(PluginError, match=r"plugins: cannot import 'no_such_module_xyz': ModuleNotFoundError"):
         load_recipe(TINY, ["plugins=[no_such_module_xyz]"])
 
@@ -54,7 +57,7 @@ def test_cli_import_failure_is_a_clear_error(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow  # ~25 s: two trainings and two decodings through the CLI
-def test_cli_import_trains_and_the_run_dir_translates_without_it(tmp_path: Path) -> None:
+def test_cli_import_trains_and_the_run_dir_translates_with_the_same_import(tmp_path: Path) -> None:
     cells = write_cells(tmp_path, "test_cli_user_cell")
     run = tmp_path / "run"
     settings = small_overrides(
@@ -69,7 +72,9 @@ def test_cli_import_trains_and_the_run_dir_translates_without_it(tmp_path: Path)
     assert proc.returncode == 0, proc.stderr
     saved = yaml.safe_load((run / "recipe.yaml").read_text(encoding="utf-8"))
     assert saved["plugins"] == [str(cells)]
-    out = run_cli("translate", run, stdin=b"Ein Hund.\n")
+    refused = run_cli("translate", run, stdin=b"Ein Hund.\n")  # the run's plugins need the same consent
+    assert refused.returncode == 2 and f"--import {cells}" in refused.stderr
+    out = run_cli("translate", run, "--import", cells, stdin=b"Ein Hund.\n")
     assert out.returncode == 0, out.stderr
     assert len(out.stdout.splitlines()) == 1
     again = run_cli("evaluate", run, "--import", cells, "--split", "validation", "--json")

@@ -10,9 +10,9 @@ import pydantic
 from seq2seq_rnn.config.messages import format_validation_error
 from seq2seq_rnn.config.overrides import apply_overrides, resolve_paths
 from seq2seq_rnn.config.safe_yaml import MAX_RECIPE_BYTES, parse_yaml
-from seq2seq_rnn.config.schema import Recipe
+from seq2seq_rnn.config.schema import DEFER_UNKNOWN_COMPONENTS, Recipe
 from seq2seq_rnn.errors import ConfigError
-from seq2seq_rnn.registry import import_modules
+from seq2seq_rnn.registry import import_recipe_plugins
 
 
 def require_mapping(raw: Any, source: str) -> None:
@@ -24,12 +24,23 @@ def require_mapping(raw: Any, source: str) -> None:
 
 
 def validate_recipe(raw: Any, source: str = "<recipe>") -> Recipe:
+    """Validate ``raw``; its ``plugins:`` are imported only with the user's consent.
+
+    With plugins named, everything else is validated first (component names the plugins
+    may add are left for later), then the plugins are imported or refused
+    (:func:`~seq2seq_rnn.registry.import_recipe_plugins`), then the whole recipe is checked.
+    """
     require_mapping(raw, source)
     plugins = raw.get("plugins")
-    if isinstance(plugins, list) and all(isinstance(p, str) for p in plugins):  # else validation says what is wrong
-        import_modules(plugins, f"{source}: plugins")
+    if isinstance(plugins, list) and plugins and all(isinstance(p, str) for p in plugins):
+        _validate(raw, source, {DEFER_UNKNOWN_COMPONENTS: True})
+        import_recipe_plugins(plugins, source)
+    return _validate(raw, source, None)
+
+
+def _validate(raw: dict[str, Any], source: str, context: dict[str, Any] | None) -> Recipe:
     try:
-        return Recipe.model_validate(raw)
+        return Recipe.model_validate(raw, context=context)
     except pydantic.ValidationError as exc:
         raise ConfigError(format_validation_error(exc, source)) from None
 

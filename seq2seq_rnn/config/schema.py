@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 import pydantic
 import yaml
 import yaml.reader
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from seq2seq_rnn.components import ATTENTIONS, CELLS
@@ -28,6 +28,14 @@ from seq2seq_rnn.config.base import (
 from seq2seq_rnn.config.cell_options import accepted_options, validate_cell_options
 from seq2seq_rnn.config.sweep import ScalingConfig, SweepConfig
 from seq2seq_rnn.registry import BUILTIN
+
+# validation context key: a recipe's plugins are not imported yet, so a component name they
+# may register is left unchecked in this first pass (config/loading.py validates again after)
+DEFER_UNKNOWN_COMPONENTS = "defer_unknown_components"
+
+
+def _deferred(info: ValidationInfo, known: bool) -> bool:
+    return not known and bool(info.context and info.context.get(DEFER_UNKNOWN_COMPONENTS))
 
 
 # --------------------------------------------------------------------- data
@@ -152,16 +160,18 @@ class EncoderConfig(Section):
 
     @field_validator("cell")
     @classmethod
-    def _known_cell(cls, name: str) -> str:
-        if name not in CELLS.names():
+    def _known_cell(cls, name: str, info: ValidationInfo) -> str:
+        known = name in CELLS.names()
+        if not known and not _deferred(info, known):
             raise ValueError(CELLS.unknown_message(name))
         return name
 
     @model_validator(mode="after")
-    def _typed_cell_options(self) -> EncoderConfig:
+    def _typed_cell_options(self, info: ValidationInfo) -> EncoderConfig:
         # after, not a field validator: a default (empty) cell_options is checked too,
         # which also surfaces a name claimed by two plugins
-        _check_cell_options(self.cell, self.cell_options)
+        if not _deferred(info, self.cell in CELLS.names()):
+            _check_cell_options(self.cell, self.cell_options)
         return self
 
     @property
@@ -199,8 +209,9 @@ class AttentionConfig(Section):
 
     @field_validator("type")
     @classmethod
-    def _known_attention(cls, name: str) -> str:
-        if name != NO_ATTENTION and name not in ATTENTIONS.names():
+    def _known_attention(cls, name: str, info: ValidationInfo) -> str:
+        known = name == NO_ATTENTION or name in ATTENTIONS.names()
+        if not known and not _deferred(info, known):
             raise ValueError(ATTENTIONS.unknown_message(name, also=[NO_ATTENTION]))
         return name
 
@@ -354,8 +365,8 @@ class Recipe(Section):
     seed: int = Field(default=1, ge=0, le=2**32 - 1, description="0 … 2**32 - 1")
     plugins: list[str] = Field(
         default=[],
-        description="modules imported before the recipe is validated (their register_cell() calls add cells): "
-        "dotted module names, or .py files relative to the recipe",
+        description="modules whose register_cell() calls add cells: dotted module names, or .py files relative "
+        "to the recipe; imported only when allowed with --import or SEQ2SEQ_RNN_ALLOW_PLUGINS",
     )
     data: DataConfig
     tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)

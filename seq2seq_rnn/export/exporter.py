@@ -29,7 +29,8 @@ from seq2seq_rnn.errors import ConfigError, Seq2SeqError
 from seq2seq_rnn.inference.translator import Translator
 from seq2seq_rnn.model import Seq2Seq
 from seq2seq_rnn.nn.decoder import Memory
-from seq2seq_rnn.run.directory import check_output_folder
+from seq2seq_rnn.run.directory import RunDir
+from seq2seq_rnn.run.outputs import OutputFolder
 
 FORMATS = ("torchscript", "onnx")
 SCRIPT = Path(__file__).with_name("template.py")
@@ -99,9 +100,15 @@ def export(
         raise ConfigError(f"--format: unknown format {fmt!r}. Valid choices: {', '.join(FORMATS)}")
     if quantize != "none" and fmt != "torchscript":
         raise ConfigError(f"--quantize {quantize} works with --format torchscript only")
-    check_output_folder(Path(output), _exported_name, "export")
+    run = RunDir(Path(run_dir))
+    inputs = [run.path, run.recipe, run.tokenizer, run.checkpoints]
+    OutputFolder(Path(output), "export", inputs, strict=True).check([])  # a user's folder: refused at once
     onnxruntime = _require_onnx() if fmt == "onnx" else None
     translator = Translator.load(run_dir, checkpoint, "cpu", quantize)
+    folder = OutputFolder(Path(output), "export", [*inputs, run.checkpoint(checkpoint), *translator.tokenizer.files])
+    names = [*files_of(fmt), *(p.name for p in translator.tokenizer.files), "config.json", "translate.py"]
+    folder.strict = True
+    folder.check(names)
     model = translator.model.eval()
     encoder, step = SentenceEncoder(model).eval(), DecoderStep(model).eval()
     src, other = _examples(translator, 7), _examples(translator, 12)
@@ -126,15 +133,21 @@ def export(
             f"{run_dir}: the model cannot be traced for export ({type(exc).__name__}: {detail})"
             f"{_plugin_cells_hint(translator)}"
         ) from exc
-    output = Path(output)
-    output.mkdir(parents=True, exist_ok=True)
+    folder.check(names)  # again: the folder may have changed while tracing
     for name, data in files.items():
-        (output / name).write_bytes(data)
+        folder.write_bytes(name, data)
     for path in translator.tokenizer.files:
-        shutil.copy2(path, output / path.name)
-    _write_config(translator, output, fmt, len(enc_out) - 3, run_dir, checkpoint, quantize)
-    shutil.copy2(SCRIPT, output / "translate.py")
-    return output
+        folder.write(path.name, lambda tmp, src=path: shutil.copy2(src, tmp))
+    config = _config(translator, fmt, len(enc_out) - 3, run_dir, checkpoint, quantize)
+    folder.write_bytes("config.json", (json.dumps(config, indent=2) + "\n").encode("utf-8"))
+    folder.write("translate.py", lambda tmp: shutil.copy2(SCRIPT, tmp))
+    return Path(output)
+
+
+def files_of(fmt: str) -> list[str]:
+    """The model files an export in ``fmt`` writes."""
+    suffix = "pt" if fmt == "torchscript" else "onnx"
+    return [f"encoder.{suffix}", f"decoder_step.{suffix}"]
 
 
 def _require_onnx() -> Any:
@@ -247,12 +260,12 @@ def _export_onnx(
     return files
 
 
-def _write_config(
-    translator: Translator, output: Path, fmt: str, n_state: int, run_dir: Path, checkpoint: str, quantize: str
-) -> None:
+def _config(
+    translator: Translator, fmt: str, n_state: int, run_dir: Path, checkpoint: str, quantize: str
+) -> dict[str, Any]:
     recipe = translator.recipe
     files = [p.name for p in translator.tokenizer.files]
-    config = {
+    return {
         "format": fmt,
         "name": recipe.name,
         "source_lang": recipe.data.source_lang,
@@ -269,14 +282,3 @@ def _write_config(
         "quantize": quantize,
         "exported_from": {"run_dir": str(run_dir), "checkpoint": checkpoint, "torch": torch.__version__},
     }
-    (output / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-
-
-def _exported_name(name: str) -> bool:
-    """A file that an export writes (into a folder an earlier export wrote)."""
-    stem, _, suffix = name.rpartition(".")
-    return (
-        name in ("config.json", "translate.py")
-        or (stem in ("encoder", "decoder_step") and suffix in ("pt", "onnx"))
-        or suffix == "model"
-    )

@@ -57,13 +57,13 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from seq2seq_rnn.config import Recipe, load_recipe
-from seq2seq_rnn.errors import CheckpointError, RunDirError, UsageError
+from seq2seq_rnn.errors import CheckpointError, RunDirError
 from seq2seq_rnn.run.checkpoint import load_checkpoint, write_text_atomic
 
 log = logging.getLogger(__name__)
@@ -526,23 +526,6 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
             raise CheckpointError(f"{path}:{number}: expected a JSON object, got {type(record).__name__}")
         rows.append(record)
     return rows
-
-
-def check_output_folder(folder: Path, ours: Callable[[str], bool], what: str) -> None:
-    """Refuse ``folder`` unless it is new, empty, or holds only names ``ours`` accepts (an
-    earlier output of the same command). A user's folder (``--output .``) is never written
-    into, so no file of theirs is overwritten; nothing is created before this check."""
-    folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise UsageError(f"{folder} is a file; {what} writes a folder: give a new or empty one")
-    if not folder.is_dir():
-        return
-    foreign = sorted(entry.name for entry in folder.iterdir() if not ours(entry.name))
-    if foreign:
-        raise UsageError(
-            f"{folder} already holds files that {what} does not write ({_first_names(foreign)}); nothing was changed. "
-            "Give a new or empty folder with --output"
-        )
 
 
 def _first_names(names: list[str], shown: int = 5) -> str:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,8 @@ import ray.data
 
 from seq2seq_rnn.errors import DataError
 from seq2seq_rnn.inference.translator import Translator
+from seq2seq_rnn.run.directory import RunDir
+from seq2seq_rnn.run.outputs import OutputFolder
 
 log = logging.getLogger("seq2seq_rnn.integrations.ray")
 
@@ -107,17 +110,18 @@ def translate_files(
     names = [p.name for p in paths]
     if len(set(names)) != len(names):
         raise DataError("--input files must have distinct names: each gives OUTPUT_DIR/<name>")
-    output = Path(output_dir)
-    output.mkdir(parents=True, exist_ok=True)
+    folder = OutputFolder(Path(output_dir), "translate --ray", [*paths, Path(run_dir)])
+    folder.check(names)  # an input, a user's file or a symlink at OUTPUT/<name>: refused before Ray starts
+    RunDir(Path(run_dir)).load_recipe()  # so is a bad recipe, or plugins the user has not allowed
     started = not ray.is_initialized()
     if started:
         ray.init(address=address, logging_level=logging.WARNING)
     try:
         ray.data.DataContext.get_current().execution_options.preserve_order = True
-        outs = [output / name for name in names]
         lines = [_read_lines(path) for path in paths]
-        _translate_lines(lines, outs, run_dir, actors, cpus_per_actor, gpus_per_actor, rows_per_call, translate)
-        return outs
+        return _translate_lines(
+            lines, names, folder, run_dir, actors, cpus_per_actor, gpus_per_actor, rows_per_call, translate
+        )
     finally:
         if started:
             ray.shutdown()
@@ -125,19 +129,23 @@ def translate_files(
 
 def _translate_lines(
     lines: list[list[str]],
-    outs: list[Path],
+    names: list[str],
+    folder: OutputFolder,
     run_dir: str | Path,
     actors: int,
     cpus: float,
     gpus: float,
     rows_per_call: int,
     translate: dict[str, Any],
-) -> None:
-    """All files' lines as one dataset (a ``file`` column says whose), so the actors load the model once."""
+) -> list[Path]:
+    """All files' lines as one dataset (a ``file`` column says whose), so the actors load the model once.
+    Each file's translation goes to a temporary file first (a name no user file has), then to its place."""
     items = [{"file": f, "text": line} for f, file_lines in enumerate(lines) for line in file_lines]
-    parts = [out.with_name(out.name + ".part") for out in outs]
-    handles = [part.open("w", encoding="utf-8") for part in parts]
-    counts = [0] * len(outs)
+    folder.folder.mkdir(parents=True, exist_ok=True)
+    made = [tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=folder.folder) for name in names]
+    parts = [Path(path) for _, path in made]
+    handles = [os.fdopen(fd, "w", encoding="utf-8") for fd, _ in made]
+    counts = [0] * len(names)
     try:
         if items:
             ds = ray.data.from_items(items, override_num_blocks=max(1, min(len(items) // rows_per_call + 1, 64)))
@@ -156,11 +164,17 @@ def _translate_lines(
     finally:
         for handle in handles:
             handle.close()
-    for file_lines, count, part, out in zip(lines, counts, parts, outs, strict=True):
-        if count != len(file_lines):
-            raise DataError(f"{out.name}: {len(file_lines)} lines in but {count} translations out")
-        part.replace(out)
-        log.info("%d lines → %s", count, out)
+    outs = []
+    try:
+        for file_lines, count, part, name in zip(lines, counts, parts, names, strict=True):
+            if count != len(file_lines):
+                raise DataError(f"{name}: {len(file_lines)} lines in but {count} translations out")
+            outs.append(folder.write(name, lambda tmp, part=part: part.replace(tmp)))
+            log.info("%d lines → %s", count, outs[-1])
+    finally:
+        for part in parts:
+            part.unlink(missing_ok=True)
+    return outs
 
 
 def _read_lines(path: Path) -> list[str]:

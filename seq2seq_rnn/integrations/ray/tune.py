@@ -30,13 +30,13 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
 from seq2seq_rnn.config import Recipe, SearchDomain, SweepConfig, apply_overrides, validate_recipe
 from seq2seq_rnn.data.cache import cache_root
-from seq2seq_rnn.errors import ConfigError, Seq2SeqError
+from seq2seq_rnn.errors import ConfigError, Seq2SeqError, UsageError
 from seq2seq_rnn.integrations.ray.train import prepare_shared_data, scaling_config
 from seq2seq_rnn.integrations.ray.worker import pack_run_dir, run_worker, train_worker, tune_session
-from seq2seq_rnn.run.directory import RunDir, check_output_folder
+from seq2seq_rnn.run.directory import RunDir
+from seq2seq_rnn.run.outputs import OutputFolder
 
 # What a sweep writes into its --output-dir; a folder holding an earlier sweep is reused whole.
-SWEEP_NAMES = frozenset({"tune", "best.yaml", "best_run"})
 
 log = logging.getLogger("seq2seq_rnn.integrations.ray")
 DRIVER_RESOURCE = "tune_driver"  # a custom resource that counts multi-worker trials' drivers
@@ -180,9 +180,12 @@ def run_sweep(
     checked = validate_space(base, sweep)
     log.info("sweep: %d trial recipe(s) checked before starting", checked)
     output = Path(output_dir).expanduser().resolve()
-    earlier_sweep = (output / "tune").is_dir() or (output / "best.yaml").is_file()
-    check_output_folder(output, lambda name: earlier_sweep or name in SWEEP_NAMES, "tune")
-    output.mkdir(parents=True, exist_ok=True)
+    folder = OutputFolder(output, "tune", strict=True)  # a folder of the user's: refused whole
+    folder.check(["best.yaml"])
+    for name in ("tune", "best_run"):  # folders an earlier sweep of ours recorded, or new
+        if os.path.lexists(output / name) and not folder.owns_directory(name):
+            raise UsageError(f"{output / name} was not made by seq2seq-rnn tune; nothing was changed")
+        folder.record_directory(name)
     storage = recipe.scaling.storage_path or str(output)
     started = _connect(address or recipe.scaling.address, sweep)
     try:
@@ -204,7 +207,7 @@ def run_sweep(
             ),
         )
         grid = tuner.fit()
-        return _summarise(grid, base, sweep, output)
+        return _summarise(grid, base, sweep, folder)
     finally:
         if started:
             ray.shutdown()
@@ -223,7 +226,8 @@ def _connect(address: str | None, sweep: SweepConfig) -> bool:
     return True
 
 
-def _summarise(grid: Any, base: dict[str, Any], sweep: SweepConfig, output: Path) -> SweepResult:
+def _summarise(grid: Any, base: dict[str, Any], sweep: SweepConfig, folder: OutputFolder) -> SweepResult:
+    output = folder.folder
     rows = []
     for result in grid:
         params = (result.config or {}).get("params", {})
@@ -243,8 +247,8 @@ def _summarise(grid: Any, base: dict[str, Any], sweep: SweepConfig, output: Path
                 "cpus_per_worker": res.cpus_per_worker,
             }
         )
-        best_recipe = output / "best.yaml"
-        best_recipe.write_text(recipe.model_copy(update={"scaling": scaling}).to_yaml(), encoding="utf-8")
+        text = recipe.model_copy(update={"scaling": scaling}).to_yaml()
+        best_recipe = folder.write_bytes("best.yaml", text.encode("utf-8"))
         best_run = _copy_best_run(best, output / "best_run")
     return SweepResult(rows, best_params, best_recipe, best_run)
 
