@@ -136,6 +136,9 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
     serve.add_argument("--max-beam", type=positive_int, default=16)
     serve.add_argument("--max-length", type=positive_int, default=256, help="largest max_length a request may ask")
     serve.add_argument("--timeout-s", type=float, default=60.0, help="a request past it gets a 504")
+    serve.add_argument(
+        "--body-timeout-s", type=float, default=5.0, help="a request whose body has not arrived by then gets a 408"
+    )
 
 
 def _import_arg(parser: argparse.ArgumentParser) -> None:

@@ -41,6 +41,9 @@ class Limits(BaseModel):
     max_beam: int = Field(default=16, ge=1, le=256)
     max_length: int = Field(default=256, ge=1, le=10_000)
     timeout_s: float = Field(default=60.0, gt=0.0, le=3_600.0)
+    # A body that does not arrive in time (a slow client, or a request the proxy re-routed from a
+    # replica that died while it was being read) is answered 408 instead of holding the handler.
+    body_timeout_s: float = Field(default=5.0, gt=0.0, le=600.0)
 
 
 class RequestError(Exception):

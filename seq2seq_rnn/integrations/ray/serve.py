@@ -248,7 +248,19 @@ class Server:
 
     # ----------------------------------------------------------- decoding
     async def _body(self, request: Request) -> bytes:
-        """The body, refused (413) as soon as it passes the limit rather than after reading it all."""
+        """The body, refused (413) as soon as it passes the limit rather than after reading it all,
+        and (408) when it has not arrived within ``body_timeout_s``."""
+        try:
+            return await asyncio.wait_for(self._read_body(request), self.limits.body_timeout_s)
+        except asyncio.TimeoutError:
+            raise RequestError(
+                408,
+                "body",
+                f"sent within {self.limits.body_timeout_s:g} s",
+                "the request body did not arrive in time; send it again",
+            ) from None
+
+    async def _read_body(self, request: Request) -> bytes:
         limit = self.limits.max_body_bytes
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
@@ -399,6 +411,7 @@ def serve_command(args: argparse.Namespace) -> int:
         max_beam=args.max_beam,
         max_length=args.max_length,
         timeout_s=args.timeout_s,
+        body_timeout_s=args.body_timeout_s,
     )
     application = build_app(
         args.run_dirs,
