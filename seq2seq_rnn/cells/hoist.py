@@ -148,15 +148,27 @@ def gradients_agree(cell: nn.Module, fast: Any, input_size: int) -> bool:
     return True
 
 
-def _values_agree(cell: nn.Module, hoisted: HoistedCell, input_size: int) -> bool:
+def _probe(cell: nn.Module, seed: int) -> tuple[torch.device, torch.dtype, torch.Generator]:
+    """The device and dtype of ``cell``'s weights and a seeded CPU generator, for the numeric checks."""
     param = next(cell.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
     dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
-    gen = torch.Generator(device="cpu").manual_seed(0)
-    x = torch.randn(3, 4, input_size, generator=gen).to(device=device, dtype=dtype)
-    state = tuple(
+    return device, dtype, torch.Generator(device="cpu").manual_seed(seed)
+
+
+def _random_state(
+    cell: nn.Module, gen: torch.Generator, device: torch.device, dtype: torch.dtype
+) -> tuple[Tensor, ...]:
+    """A random state of ``cell``'s shape for a batch of 3."""
+    return tuple(
         torch.randn(s.shape, generator=gen).to(device=device, dtype=dtype) for s in cell.initial_state(3, device, dtype)
     )
+
+
+def _values_agree(cell: nn.Module, hoisted: HoistedCell, input_size: int) -> bool:
+    device, dtype, gen = _probe(cell, 0)
+    x = torch.randn(3, 4, input_size, generator=gen).to(device=device, dtype=dtype)
+    state = _random_state(cell, gen, device, dtype)
     try:
         pre = hoisted.precompute(x)
         if any(not isinstance(v, Tensor) or v.shape[:2] != (3, 4) for v in pre):
@@ -256,13 +268,8 @@ def step_plan(cell: nn.Module, n_state: int) -> fx.GraphModule | None:
 
 
 def _steps_agree(cell: nn.Module, step: Any, input_size: int) -> bool:
-    param = next(cell.parameters(), None)
-    device = param.device if param is not None else torch.device("cpu")
-    dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
-    gen = torch.Generator(device="cpu").manual_seed(2)
-    state = tuple(
-        torch.randn(s.shape, generator=gen).to(device=device, dtype=dtype) for s in cell.initial_state(3, device, dtype)
-    )
+    device, dtype, gen = _probe(cell, 2)
+    state = _random_state(cell, gen, device, dtype)
     ref_state = got_state = state
     for _ in range(3):
         x = torch.randn(3, input_size, generator=gen).to(device=device, dtype=dtype)
